@@ -1,0 +1,1 @@
+"""Pure, typed transformation steps of the dataflows (no Kafka or Redis imports)."""

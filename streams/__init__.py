@@ -1,0 +1,1 @@
+"""Kafka I/O, Avro serde, dataflow wiring and the ``retailpulse`` command line."""
