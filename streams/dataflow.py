@@ -7,13 +7,17 @@ they are constants here and a test pins them.
                        +--ingest_summary--ingest_totals--ingest_writes--> redis_out
                        +--(events)--> model flows (demand, customers, supply)
 
-The model issues hang their steps on :attr:`IngestFlow.events`.
+Model flows plug in as :class:`FlowExtension` s: each receives the validated event stream
+and returns the Redis writes it wants; every write goes through the one ``redis_out`` sink.
+An extension prefixes its step ids with its own name (``demand.daily``...), so adding one
+never renames another's steps.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSource
@@ -24,7 +28,7 @@ from bytewax.outputs import Sink
 from infra.redis_sink import RedisSink
 from processors.ingest import accumulate, summarize
 from processors.records import DeadLetter, Event
-from processors.writes import HashWrite, ingest_writes
+from processors.writes import RedisWrite, ingest_writes
 from streams.decode import BatchDecoder
 from streams.kafka_io import DeadLetterSink
 from streams.registry import SchemaResolver
@@ -45,11 +49,19 @@ STEP_IDS = (
 )
 
 
+class FlowExtension(Protocol):
+    """A model flow: ``name`` prefixes its step ids; ``build`` wires its steps."""
+
+    name: str
+
+    def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]: ...
+
+
 @dataclass(frozen=True)
 class IngestFlow:
     flow: Dataflow
     events: Stream[Event]
-    writes: Stream[HashWrite]
+    writes: Stream[RedisWrite]
 
 
 def build_flow(
@@ -59,7 +71,8 @@ def build_flow(
     tail: bool,
     source: Source[Any] | None = None,
     dead_letter_sink: Sink[DeadLetter] | None = None,
-    redis_sink: Sink[HashWrite] | None = None,
+    redis_sink: Sink[RedisWrite] | None = None,
+    extensions: Sequence[FlowExtension] = (),
 ) -> IngestFlow:
     """The ingest dataflow. ``tail=False`` stops at the end of every partition (bounded).
 
@@ -99,7 +112,10 @@ def build_flow(
 
     deltas = op.flat_map_batch("ingest_summary", decoded, summarize)
     totals = op.stateful_map("ingest_totals", deltas, accumulate)
-    writes = op.flat_map("ingest_writes", totals, ingest_writes)
+    writes: Stream[RedisWrite] = op.flat_map("ingest_writes", totals, ingest_writes)
+    if extensions:
+        extra = [ext.build(events, settings) for ext in extensions]
+        writes = op.merge("merge_writes", writes, *extra)
     if redis_sink is None:
         redis_sink = RedisSink(
             settings.redis.require_url(),

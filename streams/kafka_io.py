@@ -42,10 +42,9 @@ def producer_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
 class ConfirmingProducer:
     """A producer whose :meth:`flush_or_raise` proves every message was acknowledged.
 
-    >>> # doctest: +SKIP
-    >>> p = ConfirmingProducer(producer_config(settings.kafka))
-    >>> p.produce("topic", b"value", key=b"k")
-    >>> p.flush_or_raise()  # raises DeliveryError if any message failed
+    Usage: ``p = ConfirmingProducer(producer_config(settings.kafka))``, then
+    ``p.produce("topic", b"value", key=b"k")`` any number of times, then
+    ``p.flush_or_raise()``, which raises :class:`DeliveryError` if any message failed.
     """
 
     def __init__(self, config: Mapping[str, Any], *, flush_timeout_s: float = 30.0) -> None:
