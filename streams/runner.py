@@ -7,12 +7,14 @@ leave the same Redis state.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import timedelta
 
 from bytewax.run import cli_main
 from bytewax.testing import run_main
 
-from streams.dataflow import build_flow
+from streams.dataflow import FlowExtension, build_flow
+from streams.flows import default_extensions
 from streams.registry import SchemaCatalog, build_resolver
 from streams.settings import Settings
 
@@ -21,15 +23,22 @@ __all__ = ["run"]
 log = logging.getLogger(__name__)
 
 
-def run(settings: Settings, *, live: bool) -> None:
-    """Build the flow from ``settings`` and run it in this process until done (or Ctrl-C)."""
+def run(
+    settings: Settings, *, live: bool, extensions: Sequence[FlowExtension] | None = None
+) -> None:
+    """Build the flow from ``settings`` and run it in this process until done (or Ctrl-C).
+
+    ``extensions`` defaults to every model flow (:func:`streams.flows.default_extensions`).
+    """
     resolver = build_resolver(
         SchemaCatalog.load(),
         registry_url=settings.serde.schema_registry_url,
         registry_config=settings.serde.schema_registry,
         topics=settings.topics.input_topics(),
     )
-    built = build_flow(settings, resolver, tail=live)
+    if extensions is None:
+        extensions = default_extensions(settings)
+    built = build_flow(settings, resolver, tail=live, extensions=extensions)
     if settings.run.metrics_port:
         from prometheus_client import start_http_server
 

@@ -1,0 +1,17 @@
+"""Model flows that hang on the ingest dataflow (demand, customers, supply).
+
+Each module defines a :class:`~streams.dataflow.FlowExtension`; :func:`default_extensions`
+lists the ones ``retailpulse run`` wires in.
+"""
+
+from __future__ import annotations
+
+from streams.dataflow import FlowExtension
+from streams.settings import Settings
+
+__all__ = ["default_extensions"]
+
+
+def default_extensions(settings: Settings) -> list[FlowExtension]:
+    """The model flows to run, in a fixed order (their step ids never depend on it)."""
+    return []
