@@ -101,6 +101,7 @@ def build_flow(
             resolver,
             settings.validation,
             max_bytes=settings.serde.max_message_bytes,
+            log_every_s=settings.run.log_every_s,
         ),
     )
     split = op.branch("split_failures", decoded, lambda item: isinstance(item, Event))

@@ -8,7 +8,8 @@ One call handles a whole batch (``op.flat_map_batch``) to keep per-event Python 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
@@ -54,6 +55,29 @@ def to_source_record(msg: KafkaSourceMessage[Any, Any]) -> SourceRecord:
     )
 
 
+class _RateLog:
+    """Logs events per second per family every ``every_s`` seconds of wall time."""
+
+    def __init__(self, every_s: float, clock: Callable[[], float]) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._since = clock()
+        self._counts: dict[str, int] = {}
+        self._other = 0
+
+    def add(self, accepted: Mapping[str, int], other: int) -> None:
+        for family, n in accepted.items():
+            self._counts[family] = self._counts.get(family, 0) + n
+        self._other += other
+        now = self._clock()
+        elapsed = now - self._since
+        if self._every_s <= 0 or elapsed < self._every_s:
+            return
+        rates = ", ".join(f"{f} {n / elapsed:,.0f}/s" for f, n in sorted(self._counts.items()))
+        log.info("ingest: %s; dead letters and errors %d", rates or "idle", self._other)
+        self._since, self._counts, self._other = now, {}, 0
+
+
 class BatchDecoder:
     """Decode and validate a batch of messages from any of the input topics."""
 
@@ -64,8 +88,12 @@ class BatchDecoder:
         limits: ValidationLimits,
         *,
         max_bytes: int = 1_000_000,
+        log_every_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._families = dict(topic_families)
+        # Operator log lines only: processing itself never reads a clock.
+        self._rates = _RateLog(log_every_s, clock)
         self._limits = limits
         self._decoders = {
             family: AvroDeserializer(resolver, family, max_bytes=max_bytes)
@@ -114,6 +142,7 @@ class BatchDecoder:
             accepted[family] = accepted.get(family, 0) + 1
         for family, n in accepted.items():
             EVENTS_IN.labels(family).inc(n)
+        self._rates.add(accepted, len(batch) - sum(accepted.values()))
         return out
 
     @staticmethod

@@ -6,6 +6,7 @@ leave the same Redis state.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -45,9 +46,10 @@ def run(
         start_http_server(settings.run.metrics_port, addr="127.0.0.1")
         log.info("Prometheus metrics on http://127.0.0.1:%d/metrics", settings.run.metrics_port)
     log.info(
-        "running %s: %s",
+        "starting %s with flows %s; settings %s",
         "live (tail)" if live else "bounded (to end of topics)",
-        settings.describe()["kafka"],
+        ["ingest", *(ext.name for ext in extensions)],
+        json.dumps(settings.describe(), default=str),  # secrets are masked by describe()
     )
     epoch = timedelta(seconds=settings.run.epoch_interval_s)
     if settings.run.workers <= 1:
