@@ -280,6 +280,9 @@ def _embedded_addresses(state_dir: Path) -> tuple[str, str]:
     state_file = state_dir / "infra.json"
     try:
         state = json.loads(state_file.read_text())
+        supervisor = int(state.get("supervisor_pid", 0))
+        if supervisor:
+            os.kill(supervisor, 0)  # a stale file (its supervisor is gone) names dead servers
         return state["kafka"]["address"], state["redis"]["address"]
     except (OSError, ValueError, KeyError, TypeError):
         return "", ""
