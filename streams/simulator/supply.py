@@ -1,0 +1,364 @@
+"""Inventory, periodic replenishment and the supplier side of purchase orders.
+
+Every SKU x store pair holds ``on_hand`` and ``on_order`` units. Each store reviews its
+stock once per ``review_period_days`` (stores staggered over the week) with an (s, S)
+policy on the inventory position ``on_hand + on_order``: below the reorder point
+``s = r(L + R) + 1.65 sqrt(r(L + R))`` it orders up to ``S = s + r * cover_days``, where
+``r`` is an exponentially smoothed sales rate, ``L`` the supplier's committed lead time and
+``R`` the review period.
+
+A purchase order (PO_CREATED, evening) is dispatched 1..L-1 days later
+(SHIPMENT_DISPATCHED) and received on day ``created + lead`` (SHIPMENT_RECEIVED, morning),
+with lead ~ Gamma(shape, mean) of the supplier, at least two days. With probability
+``1 - fill_rate`` only part of the order ships. Late shipments usually get a DELAY_NOTICE
+on their dispatch day; a few shipments have a QUALITY_INCIDENT on receipt (the damaged
+units are written off). During a disruption episode of its supplier, POs created then
+have lead times x2-3, much lower fill rates, twice the incidents and nearly always a notice.
+
+Demand is unconstrained by default: a sale the shelf cannot cover is served from the
+distribution centre (not modelled) and ``on_hand`` stops at zero; with
+``lost_sales=True`` sales are capped by stock instead (censored demand).
+
+>>> from streams.simulator.config import SimulationConfig
+>>> from streams.simulator.world import build_world
+>>> cfg = SimulationConfig(days=60)
+>>> world = build_world(cfg, np.random.default_rng(0))
+>>> eps = plan_disruptions(cfg, world, 0, np.random.default_rng(1))
+>>> len(eps), all(0 <= e.start_day <= e.end_day < 60 for e in eps)
+(3, True)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from streams.simulator.config import SimulationConfig
+from streams.simulator.events import DAY_MS, HOUR_MS, Ids, SimEvent, inventory_event, supplier_event
+from streams.simulator.world import World
+
+__all__ = ["Disruption", "PurchaseOrder", "SupplyChain", "plan_disruptions"]
+
+_DISRUPTION_REASONS = (
+    "port congestion",
+    "factory shutdown",
+    "carrier strike",
+    "raw material shortage",
+    "severe weather",
+)
+_DELAY_REASONS = ("production backlog", "carrier capacity", "customs hold", "late raw materials")
+_INCIDENT_REASONS = ("damaged packaging", "wrong labels", "short expiry", "contamination")
+_SEVERITIES = ("LOW", "MEDIUM", "HIGH")
+_SMOOTHING = 1.0 / 28.0  # sales-rate smoothing: about four weeks of memory
+
+
+@dataclass(frozen=True)
+class Disruption:
+    episode_id: str
+    supplier_idx: int
+    supplier_id: str
+    start_day: int
+    end_day: int  # inclusive
+    lead_multiplier: float
+    fill_factor: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class PurchaseOrder:
+    po_id: str
+    supplier_id: str
+    sku: str
+    store_id: str
+    created_day: int
+    committed_lead_days: int
+    lead_days: int  # actual: received on created_day + lead_days
+    dispatch_days: int
+    ordered: int
+    shipped: int
+    damaged: int
+    episode_id: str | None
+    delay_notice: bool
+
+
+def plan_disruptions(
+    config: SimulationConfig, world: World, block: int, rng: np.random.Generator
+) -> list[Disruption]:
+    """Episodes of the ``block``-th run of ``config.days`` days: one per equal segment."""
+    n, length_of_block = config.disruption_episodes, config.days
+    if n == 0 or not config.disruptions:
+        return []
+    segment = length_of_block / n
+    suppliers = rng.permutation(len(world.suppliers))
+    out = []
+    for i in range(n):
+        lo, hi = config.disruption_days
+        longest = max(1, int(segment) - 1)
+        length = min(int(rng.integers(lo, hi + 1)), longest)
+        first = block * length_of_block + int(i * segment)
+        latest = block * length_of_block + int((i + 1) * segment) - length
+        start = int(rng.integers(first, max(first, latest) + 1))
+        j = int(suppliers[i % len(suppliers)])
+        out.append(
+            Disruption(
+                episode_id=f"DX{block * n + i + 1:03d}",
+                supplier_idx=j,
+                supplier_id=world.suppliers[j].supplier_id,
+                start_day=start,
+                end_day=start + length - 1,
+                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
+                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
+                reason=str(rng.choice(_DISRUPTION_REASONS)),
+            )
+        )
+    return out
+
+
+class SupplyChain:
+    """Stock per SKU x store and every purchase order in flight."""
+
+    def __init__(self, config: SimulationConfig, world: World, ids: Ids) -> None:
+        self._cfg, self._world, self._ids = config, world, ids
+        n_store = len(world.stores)
+        self.on_hand = np.zeros((0, n_store), dtype=np.int64)
+        self.on_order = np.zeros((0, n_store), dtype=np.int64)
+        self.rate = np.zeros((0, n_store))
+        self.daily_mask = np.zeros((0, n_store), dtype=bool)
+        self._arrivals: dict[
+            int, list[tuple[int, int, int, int]]
+        ] = {}  # day -> (s, k, net, ordered)
+        self._restock: dict[int, list[tuple[int, int, int]]] = {}
+        self.purchase_orders: list[PurchaseOrder] = []
+        self.disruptions: list[Disruption] = []
+        self._committed = np.array(
+            [s.committed_lead_days for s in world.suppliers], dtype=np.float64
+        )
+
+    def _levels(self, rate: np.ndarray, sku: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(reorder point, order-up-to level) for rates of shape (len(sku), n_store)."""
+        horizon = (self._committed[self._world.skus.supplier[sku]] + self._cfg.review_period_days)[
+            :, None
+        ]
+        r = np.maximum(rate, 0.01)
+        rop = r * horizon + 1.65 * np.sqrt(r * horizon)
+        return rop, rop + r * self._cfg.cover_days
+
+    def grow(self, rng: np.random.Generator, *, launch: bool) -> None:
+        """Stock the shelves for SKUs added to the world since the last call."""
+        first, n = len(self.on_hand), len(self._world.skus)
+        if n == first:
+            return
+        sku = np.arange(first, n)
+        rate = self._world.skus.base[first:n].copy()  # the planner's launch forecast
+        rop, top = self._levels(rate, sku)
+        # New SKUs start with a full shelf; older ones anywhere between s and S.
+        fill = np.ones_like(rate) if launch else rng.random(rate.shape)
+        stock = np.ceil(rop + fill * (top - rop)).astype(np.int64)
+        self.on_hand = np.concatenate([self.on_hand, stock])
+        self.on_order = np.concatenate([self.on_order, np.zeros_like(stock)])
+        self.rate = np.concatenate([self.rate, rate])
+        self.daily_mask = np.concatenate(
+            [self.daily_mask, rng.random(rate.shape) < self._cfg.inventory_daily_share]
+        )
+
+    def add_disruptions(self, episodes: list[Disruption]) -> None:
+        self.disruptions.extend(episodes)
+
+    def episode(self, supplier: int, day: int) -> Disruption | None:
+        for ep in self.disruptions:
+            if ep.supplier_idx == supplier and ep.start_day <= day <= ep.end_day:
+                return ep
+        return None
+
+    def morning(self, day: int) -> None:
+        """Receive today's shipments (before the first sale)."""
+        for s, k, net, ordered in self._arrivals.pop(day, []):
+            self.on_hand[s, k] += net
+            self.on_order[s, k] -= ordered
+
+    def fulfil(
+        self, demand_store: np.ndarray, demand_online: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Units sold per channel; takes them off the shelf."""
+        if self._cfg.lost_sales:
+            sold_online = np.minimum(demand_online, self.on_hand)
+            sold_store = np.minimum(demand_store, self.on_hand - sold_online)
+        else:
+            sold_online, sold_store = demand_online, demand_store
+        self.on_hand = np.maximum(self.on_hand - sold_store - sold_online, 0)
+        return sold_store, sold_online
+
+    def add_restock(self, day: int, sku: int, store: int, units: int) -> None:
+        self._restock.setdefault(day, []).append((sku, store, units))
+
+    def end_of_day(
+        self, day: int, start_ms: int, sold: np.ndarray, rng: np.random.Generator
+    ) -> tuple[list[SimEvent], list[tuple[int, SimEvent]]]:
+        """Restocks, the stock review and its purchase orders, snapshots.
+
+        Returns today's events and (day, event) pairs for later days.
+        """
+        for s, k, units in self._restock.pop(day, []):
+            self.on_hand[s, k] += units
+        self.rate += _SMOOTHING * (sold - self.rate)
+        today: list[SimEvent] = []
+        later: list[tuple[int, SimEvent]] = []
+        n_store = len(self._world.stores)
+        reviewing = (day + np.arange(n_store)) % self._cfg.review_period_days == 0
+        if reviewing.any():
+            sku = np.arange(len(self.on_hand))
+            rop, top = self._levels(self.rate, sku)
+            position = self.on_hand + self.on_order
+            need = (position <= rop) & reviewing[None, :]
+            for s, k in zip(*np.nonzero(need), strict=True):
+                qty = max(1, math.ceil(top[s, k] - position[s, k]))
+                self._purchase(int(s), int(k), qty, day, start_ms, rng, today, later)
+        today.extend(self._snapshots(day, start_ms))
+        return today, later
+
+    def _purchase(
+        self,
+        s: int,
+        k: int,
+        qty: int,
+        day: int,
+        start_ms: int,
+        rng: np.random.Generator,
+        today: list[SimEvent],
+        later: list[tuple[int, SimEvent]],
+    ) -> None:
+        world, ids = self._world, self._ids
+        j = int(world.skus.supplier[s])
+        sup = world.suppliers[j]
+        ep = self.episode(j, day)
+        lead = rng.gamma(sup.lead_shape, sup.mean_lead_days / sup.lead_shape)
+        lead = max(2, round(lead * (ep.lead_multiplier if ep else 1.0)))
+        fill = sup.fill_rate * (ep.fill_factor if ep else 1.0)
+        shipped = (
+            qty
+            if qty == 1 or rng.random() < fill
+            else max(1, math.floor(qty * rng.uniform(0.3, 0.9)))
+        )
+        dispatch = int(rng.integers(1, lead))
+        committed = sup.committed_lead_days
+        sku_id, store_id = world.skus.ids[s], world.stores[k].store_id
+        po_id, shipment = ids.make("PO", 8), ids.make("SH", 8)
+
+        def event(event_type: str, t: int, **fields: Any) -> SimEvent:
+            return supplier_event(
+                ids,
+                event_type,
+                t,
+                supplier_id=sup.supplier_id,
+                po_id=po_id,
+                sku=sku_id,
+                store_id=store_id,
+                **fields,
+            )
+
+        expected = start_ms + committed * DAY_MS
+        t_created = start_ms + 19 * HOUR_MS + int(rng.integers(0, 2 * HOUR_MS))
+        today.append(event("PO_CREATED", t_created, quantity_ordered=qty, expected_date=expected))
+        t_dispatch = start_ms + dispatch * DAY_MS + 8 * HOUR_MS + int(rng.integers(0, 8 * HOUR_MS))
+        later.append(
+            (
+                day + dispatch,
+                event(
+                    "SHIPMENT_DISPATCHED",
+                    t_dispatch,
+                    quantity=shipped,
+                    shipment_id=shipment,
+                    expected_date=expected,
+                    actual_date=t_dispatch,
+                ),
+            )
+        )
+        delay = lead - committed
+        notice = delay >= 1 and rng.random() < (0.95 if ep else 0.6)
+        if notice:
+            announced = round(max(0.5, delay * rng.uniform(0.7, 1.2)), 1)
+            t_notice = (
+                start_ms + dispatch * DAY_MS + 16 * HOUR_MS + int(rng.integers(0, 2 * HOUR_MS))
+            )
+            later.append(
+                (
+                    day + dispatch,
+                    event(
+                        "DELAY_NOTICE",
+                        t_notice,
+                        shipment_id=shipment,
+                        expected_date=expected + round(announced * DAY_MS),
+                        delay_days=announced,
+                        severity=_SEVERITIES[0 if announced < 3 else 1 if announced < 7 else 2],
+                        reason=ep.reason if ep else str(rng.choice(_DELAY_REASONS)),
+                    ),
+                )
+            )
+        t_received = start_ms + lead * DAY_MS + 6 * HOUR_MS + int(rng.integers(0, 4 * HOUR_MS))
+        later.append(
+            (
+                day + lead,
+                event(
+                    "SHIPMENT_RECEIVED",
+                    t_received,
+                    quantity=shipped,
+                    shipment_id=shipment,
+                    expected_date=expected,
+                    actual_date=t_received,
+                ),
+            )
+        )
+        damaged = 0
+        if rng.random() < sup.incident_rate * (2.0 if ep else 1.0):
+            damaged = min(shipped, max(1, int(rng.binomial(shipped, rng.uniform(0.05, 0.3)))))
+            t_incident = t_received + int(rng.integers(HOUR_MS, 6 * HOUR_MS))
+            later.append(
+                (
+                    day + lead,
+                    event(
+                        "QUALITY_INCIDENT",
+                        t_incident,
+                        quantity=damaged,
+                        shipment_id=shipment,
+                        severity=str(rng.choice(_SEVERITIES, p=[0.5, 0.35, 0.15])),
+                        reason=str(rng.choice(_INCIDENT_REASONS)),
+                    ),
+                )
+            )
+        self.on_order[s, k] += qty
+        self._arrivals.setdefault(day + lead, []).append((s, k, shipped - damaged, qty))
+        self.purchase_orders.append(
+            PurchaseOrder(
+                po_id,
+                sup.supplier_id,
+                sku_id,
+                store_id,
+                day,
+                committed,
+                lead,
+                dispatch,
+                qty,
+                shipped,
+                damaged,
+                ep.episode_id if ep else None,
+                notice,
+            )
+        )
+
+    def _snapshots(self, day: int, start_ms: int) -> list[SimEvent]:
+        """End-of-day stock: every pair on full-count days, the daily sample otherwise."""
+        every = self._cfg.inventory_full_count_every_days
+        full_count = bool(every) and day % every == 0
+        cells = np.ones_like(self.daily_mask) if full_count else self.daily_mask
+        t = start_ms + DAY_MS - 60_000
+        ids, skus, stores = self._ids, self._world.skus.ids, self._world.stores
+        out = []
+        for k in range(len(stores)):
+            rows = np.flatnonzero(cells[:, k])
+            on_hand, on_order = self.on_hand[rows, k].tolist(), self.on_order[rows, k].tolist()
+            for s, oh, oo in zip(rows.tolist(), on_hand, on_order, strict=True):
+                out.append(inventory_event(ids, t, skus[s], stores[k].store_id, oh, oo))
+        return out
