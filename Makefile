@@ -36,7 +36,7 @@ bench: $(STAMP)  ## benchmarks write their figures to benchmarks/results/
 
 lock:  ## re-pin requirements.lock from pyproject.toml
 	rm -rf /tmp/rp-lock && $(PYTHON) -m venv /tmp/rp-lock
-	/tmp/rp-lock/bin/pip install --quiet -e '.[test]'
+	/tmp/rp-lock/bin/pip install --quiet -e '.[test,registry,bench]'
 	(echo "# Exact versions for reproducible installs (make lock regenerates this file)."; \
 	 /tmp/rp-lock/bin/pip freeze --exclude-editable | grep -v '^-e') > requirements.lock
 
