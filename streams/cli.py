@@ -30,7 +30,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         },
     }
     if args.state_dir is not None:
-        overrides["state_dir"] = args.state_dir  # type: ignore[assignment]
+        overrides["state_dir"] = args.state_dir
     return load_settings(config_file=args.config, overrides=overrides)
 
 
