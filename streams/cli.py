@@ -177,6 +177,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from streams.flows.supply import supply_report
+
+    reports = {"supply": supply_report}
+    client = redis.Redis.from_url(settings.redis.require_url())
+    try:
+        print(reports[args.flow](client, settings.redis.key_prefix))
+    finally:
+        client.close()
+    return 0
+
+
 def _metrics(args: argparse.Namespace, settings: Settings) -> int:
     from streams.metrics import prometheus_text
 
@@ -238,6 +252,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int)
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
     run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="prequential model scores from Redis")
+    report.add_argument("flow", choices=["supply"])
+    report.set_defaults(func=_report)
 
     metrics = sub.add_parser("metrics", help="print operational metrics (Prometheus text)")
     metrics.add_argument("--no-lag", action="store_true")

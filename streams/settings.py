@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from processors.supply_engine import SupplySettings
 from processors.validation import ValidationLimits
 from streams.errors import ConfigError
 
@@ -166,6 +167,7 @@ class Settings:
     serde: SerdeSettings = field(default_factory=SerdeSettings)
     validation: ValidationLimits = field(default_factory=ValidationLimits)
     run: RunSettings = field(default_factory=RunSettings)
+    supply: SupplySettings = field(default_factory=SupplySettings)
     state_dir: Path = Path(".retailpulse")
 
     def describe(self) -> dict[str, Any]:
@@ -177,6 +179,7 @@ class Settings:
             "serde": self.serde.describe(),
             "validation": dataclasses.asdict(self.validation),
             "run": dataclasses.asdict(self.run),
+            "supply": dataclasses.asdict(self.supply),
             "state_dir": str(self.state_dir),
         }
 
@@ -191,6 +194,7 @@ _SECTIONS: dict[str, type] = {
     "serde": SerdeSettings,
     "validation": ValidationLimits,
     "run": RunSettings,
+    "supply": SupplySettings,
 }
 # Pass-through mappings: free-form client properties rather than typed fields.
 _PASSTHROUGH = {"kafka": "client", "serde": "schema_registry"}
@@ -204,6 +208,15 @@ def _coerce(section: str, name: str, raw: Any, target: type) -> Any:
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                return str(raw).lower() in ("1", "true", "yes", "on")
+            raise ValueError(raw)
+        if kind.startswith("tuple[float"):
+            items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
+            return tuple(float(x) for x in items)
         if kind == "Path":
             return Path(raw)
         return str(raw)

@@ -14,4 +14,6 @@ __all__ = ["default_extensions"]
 
 def default_extensions(settings: Settings) -> list[FlowExtension]:
     """The model flows to run, in a fixed order (their step ids never depend on it)."""
-    return []
+    from streams.flows.supply import SupplyFlow
+
+    return [SupplyFlow(settings.supply)]

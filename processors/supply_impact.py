@@ -1,0 +1,117 @@
+"""Days of cover per SKU x store, and which pairs an open supply alert puts at risk.
+
+Days of cover = units on hand / expected daily demand. Until the demand flow publishes
+forecasts inside the dataflow, daily demand is an event-time EWMA of the units sold per
+UTC day (days with no sale count as zeros). Inventory snapshots are sparse (a full count
+every few weeks), so on hand is the last snapshot minus the units sold since.
+
+:class:`CoverTracker` is the per-pair state (a few numbers); it emits a :class:`Cover` at
+most once per pair per event-time day (on the pair's first event of a new day, and on
+every snapshot), which keeps the stream into the supply state small.
+:func:`impacted_pairs` picks, among an alert's SKU x store pairs, those whose days of cover
+fall below the predicted delay.
+
+>>> day = 86_400_000
+>>> c = CoverTracker()
+>>> c.on_snapshot(100, 0) is not None
+True
+>>> for d in range(10):
+...     _ = c.on_sale(10, d * day + 3_600_000)
+>>> cov = c.cover(10 * day)
+>>> cov.on_hand, cov.daily_demand > 5
+(0, True)
+>>> impacted_pairs({("K", "S"): (2.0, 10 * day)}, {("K", "S"): 5.0, ("K", "T"): 9.0})
+[('K', 'S', 2.0, 5.0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from processors.purchase_orders import DAY_MS
+
+__all__ = ["Cover", "CoverTracker", "impacted_pairs"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """Estimated stock position of one pair at event time ``t``."""
+
+    on_hand: int
+    daily_demand: float
+    days_of_cover: float
+    t: int
+
+
+class CoverTracker:
+    """On hand (last snapshot - sold since) and an EWMA of daily units sold, for one pair."""
+
+    __slots__ = ("alpha", "day", "day_units", "days_seen", "ewma", "on_hand", "sold_since")
+
+    def __init__(self, *, alpha: float = 0.1) -> None:
+        self.alpha = alpha  # weight of the newest day (~ a 10-day memory)
+        self.day = -1  # current UTC day number, -1 before the first event
+        self.day_units = 0.0
+        self.ewma = 0.0
+        self.days_seen = 0
+        self.on_hand: int | None = None  # None until the first snapshot
+        self.sold_since = 0
+
+    def _roll(self, t: int) -> bool:
+        """Fold finished days into the EWMA; True when ``t`` starts a new day."""
+        day = t // DAY_MS
+        if self.day < 0:
+            self.day = day
+            return True
+        if day <= self.day:
+            return False
+        gap = day - self.day  # the finished day, then gap - 1 days without a sale
+        a = self.alpha if self.days_seen else 1.0  # the first day seeds the average
+        self.ewma += a * (self.day_units - self.ewma)
+        self.ewma *= (1.0 - self.alpha) ** (gap - 1)
+        self.days_seen += gap
+        self.day, self.day_units = day, 0.0
+        return True
+
+    def on_sale(self, units: int, t: int) -> Cover | None:
+        """Units sold (negative: cancelled) at ``t``; a Cover when a new day starts."""
+        new_day = self._roll(t)
+        self.day_units += units
+        self.sold_since += units
+        return self.cover(t) if new_day and self.on_hand is not None else None
+
+    def on_snapshot(self, on_hand: int, t: int) -> Cover:
+        self._roll(t)
+        self.on_hand, self.sold_since = on_hand, 0
+        return self.cover(t)
+
+    def demand(self) -> float:
+        """Expected units per day (the running day counts in once it is over)."""
+        if not self.days_seen:
+            return self.day_units  # one partial day: the best we have
+        return self.ewma
+
+    def cover(self, t: int) -> Cover:
+        on_hand = max(0, (self.on_hand or 0) - self.sold_since)
+        demand = self.demand()
+        days = on_hand / demand if demand > 1e-6 else 999.0
+        return Cover(on_hand, round(demand, 4), round(min(days, 999.0), 2), t)
+
+
+def impacted_pairs(
+    covers: Mapping[tuple[str, str], tuple[float, int]],
+    delays: Mapping[tuple[str, str], float],
+) -> list[tuple[str, str, float, float]]:
+    """(sku, store, days of cover, delay) of the pairs whose cover < their predicted delay.
+
+    ``covers`` maps (sku, store) -> (days of cover, as-of ms), ``delays`` (sku, store) ->
+    predicted days until replenishment arrives. Pairs without a known stock position are
+    left out (no evidence either way). Worst (least cover) first.
+    """
+    out = []
+    for (sku, store), delay in delays.items():
+        known = covers.get((sku, store))
+        if known is not None and known[0] < delay:
+            out.append((sku, store, known[0], round(delay, 2)))
+    return sorted(out, key=lambda p: (p[2], p[0], p[1]))
