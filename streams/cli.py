@@ -180,9 +180,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     import redis
 
+    from streams.flows.customers import churn_report
     from streams.flows.supply import supply_report
 
-    reports = {"supply": supply_report}
+    reports = {"supply": supply_report, "churn": churn_report}
     client = redis.Redis.from_url(settings.redis.require_url())
     try:
         print(reports[args.flow](client, settings.redis.key_prefix))
@@ -254,7 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     report = sub.add_parser("report", help="prequential model scores from Redis")
-    report.add_argument("flow", choices=["supply"])
+    report.add_argument("flow", choices=["supply", "churn"])
     report.set_defaults(func=_report)
 
     metrics = sub.add_parser("metrics", help="print operational metrics (Prometheus text)")

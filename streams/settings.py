@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from processors.customer_book import CustomerSettings
 from processors.supply_engine import SupplySettings
 from processors.validation import ValidationLimits
 from streams.errors import ConfigError
@@ -168,6 +169,7 @@ class Settings:
     validation: ValidationLimits = field(default_factory=ValidationLimits)
     run: RunSettings = field(default_factory=RunSettings)
     supply: SupplySettings = field(default_factory=SupplySettings)
+    customers: CustomerSettings = field(default_factory=CustomerSettings)
     state_dir: Path = Path(".retailpulse")
 
     def describe(self) -> dict[str, Any]:
@@ -180,6 +182,7 @@ class Settings:
             "validation": dataclasses.asdict(self.validation),
             "run": dataclasses.asdict(self.run),
             "supply": dataclasses.asdict(self.supply),
+            "customers": dataclasses.asdict(self.customers),
             "state_dir": str(self.state_dir),
         }
 
@@ -195,6 +198,7 @@ _SECTIONS: dict[str, type] = {
     "validation": ValidationLimits,
     "run": RunSettings,
     "supply": SupplySettings,
+    "customers": CustomerSettings,
 }
 # Pass-through mappings: free-form client properties rather than typed fields.
 _PASSTHROUGH = {"kafka": "client", "serde": "schema_registry"}
