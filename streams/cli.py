@@ -177,16 +177,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
-
+def model_reports() -> dict[str, Any]:
+    """flow name -> ``report(client, prefix) -> str`` (imported on use: the flows load River)."""
     from streams.flows.customers import churn_report
     from streams.flows.supply import supply_report
 
-    reports = {"supply": supply_report, "churn": churn_report}
+    return {"supply": supply_report, "churn": churn_report}
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
     client = redis.Redis.from_url(settings.redis.require_url())
     try:
-        print(reports[args.flow](client, settings.redis.key_prefix))
+        print(model_reports()[args.flow](client, settings.redis.key_prefix))
     finally:
         client.close()
     return 0

@@ -120,3 +120,19 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> None:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(last / 1000)) if last >= 0 else "-"
         print(f"{family:12} {snap['events']:>9,} {snap['dead_letters']:>13}  {when}")
     print(json.dumps({"dead_letter_topic": settings.topics.dead_letter}))
+    _model_reports(settings)
+
+
+def _model_reports(settings: Settings) -> None:
+    """What the model flows published: the same text as ``retailpulse report <flow>``."""
+    import redis
+
+    from streams.cli import model_reports
+
+    client = redis.Redis.from_url(settings.redis.require_url())
+    try:
+        for name, report in model_reports().items():
+            print(f"\n== retailpulse report {name} ==")
+            print(report(client, settings.redis.key_prefix))
+    finally:
+        client.close()
