@@ -180,9 +180,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def model_reports() -> dict[str, Any]:
     """flow name -> ``report(client, prefix) -> str`` (imported on use: the flows load River)."""
     from streams.flows.customers import churn_report
+    from streams.flows.demand import demand_report
     from streams.flows.supply import supply_report
 
-    return {"supply": supply_report, "churn": churn_report}
+    return {"demand": demand_report, "churn": churn_report, "supply": supply_report}
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
@@ -259,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_run)
 
     report = sub.add_parser("report", help="prequential model scores from Redis")
-    report.add_argument("flow", choices=["supply", "churn"])
+    report.add_argument("flow", choices=["demand", "churn", "supply"])
     report.set_defaults(func=_report)
 
     metrics = sub.add_parser("metrics", help="print operational metrics (Prometheus text)")

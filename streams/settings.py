@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from processors.customer_book import CustomerSettings
+from processors.demand_engine import DemandSettings
 from processors.supply_engine import SupplySettings
 from processors.validation import ValidationLimits
 from streams.errors import ConfigError
@@ -170,6 +171,7 @@ class Settings:
     run: RunSettings = field(default_factory=RunSettings)
     supply: SupplySettings = field(default_factory=SupplySettings)
     customers: CustomerSettings = field(default_factory=CustomerSettings)
+    demand: DemandSettings = field(default_factory=DemandSettings)
     state_dir: Path = Path(".retailpulse")
 
     def describe(self) -> dict[str, Any]:
@@ -183,6 +185,7 @@ class Settings:
             "run": dataclasses.asdict(self.run),
             "supply": dataclasses.asdict(self.supply),
             "customers": dataclasses.asdict(self.customers),
+            "demand": dataclasses.asdict(self.demand),
             "state_dir": str(self.state_dir),
         }
 
@@ -199,6 +202,7 @@ _SECTIONS: dict[str, type] = {
     "run": RunSettings,
     "supply": SupplySettings,
     "customers": CustomerSettings,
+    "demand": DemandSettings,
 }
 # Pass-through mappings: free-form client properties rather than typed fields.
 _PASSTHROUGH = {"kafka": "client", "serde": "schema_registry"}
@@ -218,9 +222,10 @@ def _coerce(section: str, name: str, raw: Any, target: type) -> Any:
             if str(raw).lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
                 return str(raw).lower() in ("1", "true", "yes", "on")
             raise ValueError(raw)
-        if kind.startswith("tuple[float"):
+        if kind.startswith(("tuple[float", "tuple[int")):
             items = raw if isinstance(raw, list | tuple) else str(raw).split(",")
-            return tuple(float(x) for x in items)
+            cast = float if kind.startswith("tuple[float") else int
+            return tuple(cast(x) for x in items)
         if kind == "Path":
             return Path(raw)
         return str(raw)

@@ -15,6 +15,11 @@ __all__ = ["default_extensions"]
 def default_extensions(settings: Settings) -> list[FlowExtension]:
     """The model flows to run, in a fixed order (their step ids never depend on it)."""
     from streams.flows.customers import CustomerFlow
+    from streams.flows.demand import DemandFlow
     from streams.flows.supply import SupplyFlow
 
-    return [SupplyFlow(settings.supply), CustomerFlow(settings.customers)]
+    return [
+        SupplyFlow(settings.supply),
+        CustomerFlow(settings.customers),
+        DemandFlow(settings.demand),
+    ]
