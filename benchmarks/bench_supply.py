@@ -87,6 +87,11 @@ def run_engine(
         )
         ep["first_evidence_days"] = first[0] if first else None
         ep["third_evidence_days"] = first[2] if len(first) > 2 else None
+        # With disruption_notices, the supplier's warnings for its POs in flight come first.
+        onset = sim.truth.supply.onset_notices.get(d.episode_id)
+        start = origin + d.start_day * DAY_MS
+        ep["onset_notice_days"] = None if onset is None else (onset[0] - start) / DAY_MS
+        ep["onset_notices"] = 0 if onset is None else onset[1]
     timing = {"supplier_events": n_sup, "stock_events": n_stock, "busy_s": busy}
     return engine, alerts, episodes, timing
 
@@ -176,7 +181,7 @@ def evaluate(
     warm = [e for e in all_eps if e["start"] - e["origin"] >= warmup_days * DAY_MS]
     warm_alerts = [a for a in opened if a[1] - origins[a[0].split(":")[0]] >= warmup_days * DAY_MS]
     det_warm = detection_scores(warm, warm_alerts)
-    for key in ("first_evidence_days", "third_evidence_days"):
+    for key in ("first_evidence_days", "third_evidence_days", "onset_notice_days", "onset_notices"):
         vals = sorted(e[key] for e in all_eps if e.get(key) is not None)
         det[f"median_{key}"] = round(statistics.median(vals), 2) if vals else None
     events = timing["supplier_events"] + timing["stock_events"]
@@ -248,7 +253,11 @@ def main() -> None:
     p.add_argument("--no-flow", action="store_true", help="skip the Bytewax throughput run")
     p.add_argument("--set", nargs="*", default=[], help="SupplySettings overrides: name=value")
     args = p.parse_args()
-    over = {k: float(v) for k, v in (a.split("=", 1) for a in args.set)}
+    base = SupplySettings().__dict__
+    over: dict[str, Any] = {  # int knobs (burst_count, ...) stay ints
+        k: int(v) if type(base.get(k)) is int else float(v)
+        for k, v in (a.split("=", 1) for a in args.set)
+    }
     settings = replace(SupplySettings(), lead_regressor=not args.no_regressor, **over)
     t0 = time.perf_counter()
     figures = evaluate(args.days, list(range(1, args.seeds + 1)), args.episodes, settings)

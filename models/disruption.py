@@ -10,18 +10,21 @@ short      a dispatch shipping < ``short_fill``        a complete dispatch
 overdue    an open PO past its date, nothing received  a receipt on or before its date
 notice     a delay notice >= ``notice_ratio`` x lead   a short delay notice
 incident   a quality incident                          a receipt (before any incident)
+burst      the ``burst_count``-th notice of >=         (one-sided: no good observations)
+           ``burst_delay`` days within ``burst_hours``
 =========  ==========================================  =====================================
 
 Per supplier (:class:`SupplierWatch`, ~1 KB pickled) the healthy bad rate ``p`` of each
-channel is learned while no episode is open; a disrupted supplier is assumed to show
-``q = min(0.95, max(m p, p + a))`` (``_LIFT``; incidents only double). A channel votes
-once it has ``min_history`` healthy observations. Each observation adds its log-likelihood
-ratio ``log(q/p)`` (bad) or ``log((1-q)/(1-p))`` (good) to a CUSUM ``S = max(0, S + llr)``, the
-classic quickest-detection statistic: it stays near 0 while healthy and climbs at the
-first run of bad news. Two more votes go in: ADWIN on the supplier's normalised lead-time
-errors (``adwin_bonus`` when it sees the mean rise) and ONE HalfSpaceTrees shared by all
-suppliers (it pickles to ~170 KB) scoring the recent channel shares (``hst_weight`` x how far
-its score is above 0.5).
+channel is learned while the supplier is quiet (no episode, aftermath or notice burst); a
+disrupted supplier is assumed to show ``q = min(0.95, max(m p, p + a))`` (``_LIFT``;
+incidents only double). A channel votes once it has ``min_history`` healthy observations
+(bursts at once: their prior rate is low and they are rare). Each observation adds its
+log-likelihood ratio ``log(q/p)`` (bad) or ``log((1-q)/(1-p))`` (good) to a CUSUM
+``S = max(0, S + llr)``, the classic quickest-detection statistic: near 0 while healthy, it
+climbs at the first run of bad news. A burst is the onset signal: a supplier announcing long
+delays on many POs at once. ADWIN on the supplier's normalised lead-time errors adds
+``adwin_bonus`` when it sees the mean rise; ONE HalfSpaceTrees shared by all suppliers
+(~170 KB) scores the recent channel shares (``hst_weight`` x how far it is above 0.5).
 
 Episodes: an alert opens when ``S >= open_score``; while open it is updated (same alert id)
 when its severity rises, or (at most daily) when it touches new SKUs or stores; it closes
@@ -59,11 +62,11 @@ from models.base import OnlineModel
 __all__ = ["CHANNELS", "AlertEvent", "DisruptionDetector", "Episode", "SupplierWatch"]
 
 DAY_MS = 86_400_000
-CHANNELS = ("late", "short", "overdue", "notice", "incident")
-_PRIOR = (0.05, 0.1, 0.5, 0.1, 0.02)  # healthy bad rates before any data
+CHANNELS = ("late", "short", "overdue", "notice", "incident", "burst")
+_PRIOR = (0.05, 0.1, 0.5, 0.1, 0.02, 0.02)  # healthy bad rates before any data
 # A disrupted supplier's bad rate is assumed to be max(mult * p, p + add): incidents only
 # double (rare, weak evidence), the other channels jump.
-_LIFT = ((3.0, 0.3), (3.0, 0.3), (1.5, 0.3), (3.0, 0.3), (2.0, 0.0))
+_LIFT = ((3.0, 0.3), (3.0, 0.3), (1.5, 0.3), (3.0, 0.3), (2.0, 0.0), (3.0, 0.3))
 _SEVERITIES = ("low", "medium", "high")
 
 
@@ -100,21 +103,10 @@ class SupplierWatch:
     """Per-supplier detector state: CUSUM, healthy rates, recent shares, ADWIN, episode."""
 
     __slots__ = (
-        "adwin",
-        "base_n",
-        "base_rate",
-        "change_at",
-        "closed_at",
-        "cusum",
-        "episode",
-        "hst_next",
-        "last_t",
-        "lead_mean",
-        "lead_n",
-        "lead_var",
-        "recent",
+        "adwin", "base_n", "base_rate", "change_at", "closed_at", "cusum", "episode",
+        "hst_next", "last_t", "lead_mean", "lead_n", "lead_var", "long_notices", "recent",
         "recent_n",
-    )
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.cusum = 0.0
@@ -126,6 +118,7 @@ class SupplierWatch:
         self.adwin = drift.ADWIN(delta=0.002, clock=1, grace_period=10)
         self.change_at: int | None = None  # event time ADWIN last saw the error mean rise
         self.last_t = 0
+        self.long_notices: list[int] = []  # event times of long notices in the burst window
         self.hst_next = 0  # event time of this supplier's next sample for the shared forest
         self.episode: Episode | None = None
         self.closed_at: int | None = None
@@ -157,7 +150,10 @@ class DisruptionDetector(OnlineModel):
         on_time_days: float = 1.0,
         adwin_bonus: float = 1.0,
         hst_weight: float = 0.0,
-        weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0),
+        burst_count: int = 5,
+        burst_delay: float = 3.0,
+        burst_hours: float = 6.0,
+        weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0),
         min_channels: int = 1,
         seed: int = 7,
     ) -> None:
@@ -171,6 +167,9 @@ class DisruptionDetector(OnlineModel):
         self.late_z, self.short_fill, self.notice_ratio = late_z, short_fill, notice_ratio
         self.on_time_days = on_time_days  # a committed date is a day: arriving on it is on time
         self.adwin_bonus, self.hst_weight = adwin_bonus, hst_weight
+        # A burst: the supplier announces long delays on several POs at once (onset news).
+        self.burst_count, self.burst_delay = burst_count, burst_delay
+        self.burst_ms = int(burst_hours * 3_600_000)
         self.watches: dict[str, SupplierWatch] = {}
         limits: dict[Any, tuple[float, float]] = {c: (0.0, 1.0) for c in CHANNELS}
         self.hst = anomaly.HalfSpaceTrees(
@@ -216,6 +215,9 @@ class DisruptionDetector(OnlineModel):
             # A long delay for the PO's promise is news; a day or two happens all the time.
             limit = self.notice_ratio * promised_days if promised_days else 3.0
             obs.append((3, (delay_days or 0.0) >= max(1.0, limit)))
+            if self.burst_count > 0 and (delay_days or 0.0) >= self.burst_delay:
+                w.long_notices = [u for u in w.long_notices if u > t - self.burst_ms] + [t]
+                obs.append((5, len(w.long_notices) >= self.burst_count))
         elif kind == "incident":
             obs.append((4, True))
         if not obs:
@@ -225,14 +227,16 @@ class DisruptionDetector(OnlineModel):
         healthy = (
             w.episode is None
             and w.cusum < self.open_score / 2
+            and sum(u > t - self.burst_ms for u in w.long_notices) < max(1, self.burst_count)
             and (w.closed_at is None or t >= w.closed_at + self.cooldown_ms)
         )
         for ch, bad in obs:
             p = w.base_rate[ch]
-            if w.base_n[ch] >= self.min_history:  # no verdict on a rate not learned yet
+            # No verdict on a rate not learned yet; bursts vote at once (prior ~0: rare).
+            if w.base_n[ch] >= self.min_history or ch == 5:
                 mult, add = _LIFT[ch]
                 q = min(0.95, max(mult * p, p + add))
-                llr = math.log(q / p) if bad else math.log((1 - q) / (1 - p))
+                llr = math.log(q / p) if bad else math.log((1 - q) / (1 - p)) * (ch < 5)
                 llr *= self.weights[ch]
                 w.cusum = min(3 * self.open_score, max(0.0, w.cusum + llr))
             w.recent[ch] += float(bad)

@@ -46,7 +46,10 @@ class SupplySettings:
     adwin_bonus: float = 1.0  # detector: added while ADWIN sees lead-time errors rise
     hst_weight: float = 0.0  # detector: HST weight (measured: no gain, so evidence only)
     min_channels: int = 1  # detector: evidence channels that must agree to open an alert
-    channel_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)  # late short overdue notice inc.
+    burst_count: int = 5  # detector: long notices within burst_hours that make a burst
+    burst_delay: float = 3.0  # detector: a notice this many days long counts toward a burst
+    burst_hours: float = 6.0  # detector: the burst window
+    channel_weights: tuple[float, ...] = (1.0,) * 6  # late short overdue notice incident burst
     demand_alpha: float = 0.1  # EWMA weight of the newest day of units sold (days of cover)
     tick_minutes: int = 60  # event-time granularity of late checks and alert closing
     idle_evict_days: float = 120.0  # suppliers silent this long are forgotten
@@ -76,6 +79,9 @@ class SupplyEngine:
             on_time_days=s.on_time_grace_days,
             adwin_bonus=s.adwin_bonus,
             hst_weight=s.hst_weight,
+            burst_count=s.burst_count,
+            burst_delay=s.burst_delay,
+            burst_hours=s.burst_hours,
             weights=s.channel_weights,
             min_channels=s.min_channels,
         )

@@ -384,6 +384,52 @@ def test_disruptions_lengthen_lead_times(
     assert notices
 
 
+def test_episode_onset_notices_for_in_flight_pos(
+    run: tuple[Simulator, list[SimEvent]], events: list[SimEvent]
+):
+    supply = run[0].truth.supply
+    created = {v["po_id"]: v for v in of(events, "supplier", "PO_CREATED")}
+    received = {v["po_id"]: v for v in of(events, "supplier", "SHIPMENT_RECEIVED")}
+    onset = [v for v in of(events, "supplier", "DELAY_NOTICE") if v["event_id"].startswith("sn")]
+    assert onset and len({v["event_id"] for v in onset}) == len(onset)
+    checked = 0
+    for ep in supply.disruptions:
+        start = START_MS + ep.start_day * DAY_MS
+        mine = [v for v in onset if v["supplier_id"] == ep.supplier_id]
+        if not mine:
+            continue
+        checked += 1
+        assert supply.onset_notices[ep.episode_id] == (
+            min(v["event_time"] for v in mine),
+            len(mine),
+        )
+        for v in mine:
+            assert start <= v["event_time"] < start + 2 * DAY_MS  # within 2 days of the start
+            assert created[v["po_id"]]["event_time"] < start  # in flight: created before...
+            if v["po_id"] in received:  # ...and not received yet (a warning: it stays put)
+                assert received[v["po_id"]]["event_time"] > v["event_time"]
+            assert v["delay_days"] >= 1.0 and v["reason"] == ep.reason
+            assert v["expected_date"] > created[v["po_id"]]["expected_date"]
+        # Every PO of the supplier in flight at the first notice got one.
+        t0 = min(v["event_time"] for v in mine)
+        flying = {
+            po
+            for po, c in created.items()
+            if c["supplier_id"] == ep.supplier_id
+            and c["event_time"] < start
+            and (po not in received or received[po]["event_time"] > t0 + 2 * 3_600_000)
+        }
+        assert flying <= {v["po_id"] for v in mine}
+    assert checked >= 1
+
+
+def test_onset_notices_switch_off_gives_the_old_stream(events: list[SimEvent]):
+    """The notices draw from their own stream and ids: without them, nothing else moves."""
+    off = list(Simulator(dataclasses.replace(SMALL, disruption_notices=False)).events())
+    assert [e for e in events if not e.value["event_id"].startswith("sn")] == off
+    assert len(off) < len(events)
+
+
 def test_inventory_consistent(events: list[SimEvent]):
     snapshots = of(events, "inventory")
     assert snapshots and all(v["on_hand"] >= 0 and v["on_order"] >= 0 for v in snapshots)

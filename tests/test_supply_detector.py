@@ -52,6 +52,35 @@ def test_shifted_series_raises_one_alert_that_updates_and_closes():
     assert "S0" in alerts[-1].stores and alerts[-1].skus
 
 
+def burst(d: DisruptionDetector, t0: int, n: int, delay: float) -> list:
+    """``n`` delay notices within an hour from SUP1: the warnings at an episode's onset."""
+    out: list = []
+    for i in range(n):
+        t = t0 + i * 300_000
+        out += d.observe("SUP1", t, "notice", delay_days=delay, promised_days=9.0, sku=f"K{i}")
+    return out
+
+
+def test_a_burst_of_long_delay_notices_opens_an_alert_at_once():
+    d = DisruptionDetector()
+    assert feed(d, 0, 30, disrupted=False, seed=6) == []
+    alerts = burst(d, 30 * DAY, 12, delay=6.0)  # shorter than the promised lead time
+    assert [a.status for a in alerts][:1] == ["open"]
+    assert alerts[0].t < 30 * DAY + 3_600_000 and alerts[0].evidence["burst_share"] > 0
+    # The same notices spread over days, or a few at once, are no burst.
+    for n, spread in ((12, DAY), (3, 300_000)):
+        d = DisruptionDetector()
+        feed(d, 0, 30, disrupted=False, seed=6)
+        quiet = []
+        for i in range(n):
+            t = 30 * DAY + i * spread
+            quiet += d.observe("SUP1", t, "notice", delay_days=6.0, promised_days=9.0)
+        assert quiet == []
+    d = DisruptionDetector(burst_count=0)  # switched off
+    feed(d, 0, 30, disrupted=False, seed=6)
+    assert burst(d, 30 * DAY, 12, delay=6.0) == []
+
+
 def test_state_survives_a_pickle_and_stays_small():
     d = DisruptionDetector()
     feed(d, 0, 30, disrupted=False, seed=5)

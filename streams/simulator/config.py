@@ -56,6 +56,10 @@ class SimulationConfig:
     disruption_days: tuple[int, int] = (7, 21)  # episode length range (inclusive)
     disruption_lead_multiplier: tuple[float, float] = (2.0, 3.0)
     disruption_fill_factor: tuple[float, float] = (0.4, 0.7)  # fill rate multiplied by this
+    # At an episode's onset (its start day + 0-1 days) the supplier sends a DELAY_NOTICE for
+    # each PO already in flight (a warning: those POs still arrive as first planned). Drawn
+    # from its own random stream with its own event ids: False gives the exact old stream.
+    disruption_notices: bool = True
     # -- demand -------------------------------------------------------------------------
     mean_units_per_sku_store_day: float = 0.35  # average base rate over SKU x store
     popularity_sigma: float = 1.2  # log-normal spread of SKU popularity: slow movers

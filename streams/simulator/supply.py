@@ -14,6 +14,11 @@ with lead ~ Gamma(shape, mean) of the supplier, at least two days. With probabil
 on their dispatch day; a few shipments have a QUALITY_INCIDENT on receipt (the damaged
 units are written off). During a disruption episode of its supplier, POs created then
 have lead times x2-3, much lower fill rates, twice the incidents and nearly always a notice.
+With ``disruption_notices``, the supplier also warns at the episode's onset (its start day
+plus 0-1 days): one DELAY_NOTICE per PO already in flight (created before the start, not
+yet received). Those POs still arrive as first planned (the notice is a warning only), and
+the notices draw from their own random stream and carry their own event ids (``sn<seed>-``),
+so every other event is exactly what it would be without them.
 
 Demand is unconstrained by default: a sale the shelf cannot cover is served from the
 distribution centre (not modelled) and ``on_hand`` stops at zero; with
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,6 +70,21 @@ class Disruption:
     lead_multiplier: float
     fill_factor: float
     reason: str
+
+
+class _Flight(NamedTuple):
+    """A PO not yet received, as its supplier knows it (for onset notices)."""
+
+    supplier_idx: int
+    created_day: int
+    receipt_day: int
+    po_id: str
+    shipment_id: str
+    sku: str
+    store_id: str
+    planned_ms: int  # midnight of the planned receipt day
+    received_ms: int  # the planned receipt time
+    expected_ms: int  # the committed date
 
 
 @dataclass(frozen=True)
@@ -136,6 +156,13 @@ class SupplyChain:
         self._committed = np.array(
             [s.committed_lead_days for s in world.suppliers], dtype=np.float64
         )
+        # Onset notices: their own random stream and event-id counter (see the module doc).
+        self._notices = config.disruptions and config.disruption_notices
+        self._notice_rng = np.random.default_rng([config.seed, 7001])
+        self._notice_ids = Ids(config.seed)
+        self._flights: list[_Flight] = []
+        self._notice_days: dict[int, list[tuple[Disruption, int]]] = {}  # day -> (ep, ms)
+        self.onset_notices: dict[str, tuple[int, int]] = {}  # episode -> (first ms, count)
 
     def _levels(self, rate: np.ndarray, sku: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(reorder point, order-up-to level) for rates of shape (len(sku), n_store)."""
@@ -166,6 +193,11 @@ class SupplyChain:
 
     def add_disruptions(self, episodes: list[Disruption]) -> None:
         self.disruptions.extend(episodes)
+        if self._notices:  # onset: start day + 0-1 days, from 08:00-15:00
+            for ep in episodes:
+                lag = int(self._notice_rng.integers(0, 2))
+                offset = int(self._notice_rng.integers(8 * HOUR_MS, 15 * HOUR_MS))
+                self._notice_days.setdefault(ep.start_day + lag, []).append((ep, offset))
 
     def episode(self, supplier: int, day: int) -> Disruption | None:
         for ep in self.disruptions:
@@ -206,6 +238,10 @@ class SupplyChain:
         self.rate += _SMOOTHING * (sold - self.rate)
         today: list[SimEvent] = []
         later: list[tuple[int, SimEvent]] = []
+        if self._notices:
+            self._flights = [f for f in self._flights if f.receipt_day > day]
+            for ep, offset in self._notice_days.pop(day, []):
+                today.extend(self._onset_notices(ep, start_ms + offset))
         n_store = len(self._world.stores)
         reviewing = (day + np.arange(n_store)) % self._cfg.review_period_days == 0
         if reviewing.any():
@@ -330,6 +366,11 @@ class SupplyChain:
             )
         self.on_order[s, k] += qty
         self._arrivals.setdefault(day + lead, []).append((s, k, shipped - damaged, qty))
+        if self._notices:
+            planned = start_ms + lead * DAY_MS
+            flight = _Flight(j, day, day + lead, po_id, shipment, sku_id, store_id, planned,
+                             t_received, expected)  # fmt: skip
+            self._flights.append(flight)
         self.purchase_orders.append(
             PurchaseOrder(
                 po_id,
@@ -347,6 +388,37 @@ class SupplyChain:
                 notice,
             )
         )
+
+    def _onset_notices(self, ep: Disruption, t0: int) -> list[SimEvent]:
+        """The supplier's warnings for its POs in flight when ``ep`` hits, sent within two
+        hours of ``t0``: delay = remaining lead x (lead multiplier - 1), at least a day."""
+        out: list[SimEvent] = []
+        rng, seed = self._notice_rng, self._cfg.seed
+        for f in self._flights:
+            if f.supplier_idx != ep.supplier_idx or f.created_day >= ep.start_day:
+                continue
+            t = t0 + int(rng.integers(0, 2 * HOUR_MS))
+            remaining = (f.received_ms - t) / DAY_MS
+            delay = max(1.0, round(remaining * (ep.lead_multiplier - 1.0), 1))
+            event = supplier_event(
+                self._notice_ids,
+                "DELAY_NOTICE",
+                t,
+                supplier_id=ep.supplier_id,
+                po_id=f.po_id,
+                sku=f.sku,
+                store_id=f.store_id,
+                shipment_id=f.shipment_id,
+                expected_date=max(f.expected_ms, f.planned_ms) + round(delay * DAY_MS),
+                delay_days=delay,
+                severity=_SEVERITIES[0 if delay < 3 else 1 if delay < 7 else 2],
+                reason=ep.reason,
+            )
+            event.value["event_id"] = self._notice_ids.make(f"sn{seed}-", 9)
+            out.append(event)
+        if out:
+            self.onset_notices[ep.episode_id] = (min(e.event_time for e in out), len(out))
+        return out
 
     def _snapshots(self, day: int, start_ms: int) -> list[SimEvent]:
         """End-of-day stock: every pair on full-count days, the daily sample otherwise."""
