@@ -36,6 +36,7 @@ from processors.customer_profile import (
     unpack,
 )
 from processors.records import Event
+from processors.watermark import PartitionWatermark
 from processors.writes import HashWrite, RedisWrite, ZSetWrite
 
 __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerScore", "CustomerSettings", "score_writes"]
@@ -107,6 +108,7 @@ class CustomerBook:
         self.churn = ChurnModel(lr=cfg.churn_lr, warmup=cfg.churn_warmup)
         self.clv = CLVModel(shrink=cfg.clv_shrink)
         self.watermark = -1
+        self.order_watermark = PartitionWatermark()
         self.next_sweep = -1
         self.errors = 0
         self.evictions = self.restores = self.forgotten = 0
@@ -149,16 +151,21 @@ class CustomerBook:
                 force = self._order(customer, v, t)
         elif ev.family == "clickstream":
             customer = self._click(v, t)
-        self._learn(self.labels.advance(t))
+        # Labels mature, and sweeps run, on the order partitions' common watermark: purchases
+        # still queued in a slower partition must not be missed (processors/watermark.py).
+        wm = (
+            self.order_watermark.observe(ev.topic, ev.partition, t) if ev.family == "orders" else -1
+        )
+        self._learn(self.labels.advance(self.watermark if wm < 0 else wm))
         if customer:
             score = self._score(customer, self.hot[customer], t, force)
             if score is not None:
                 out.append(score)
-        if t > self.watermark:
-            self.watermark = t
-            self.bg.maybe_refit(t)
-            if t >= self.next_sweep:
-                out.extend(self.sweep(t))
+        if wm > self.watermark:
+            self.watermark = wm
+            self.bg.maybe_refit(wm)
+            if wm >= self.next_sweep:
+                out.extend(self.sweep(wm))
         return out
 
     def _order(self, customer: str, v: dict[str, Any], t: int) -> bool:

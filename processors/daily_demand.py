@@ -122,6 +122,7 @@ class DailyDemand:
         self.clock = DayClock(timezone)
         self.lateness_ms = lateness_ms
         self.watermark = -1
+        self.newest = -1  # newest event time seen; the watermark itself may lag it
         self.next_day: int | None = None  # first day not closed yet
         self.open: dict[int, _OpenDay] = {}
         self.placed_day: dict[str, int] = {}  # order id -> day, for orders of open days
@@ -132,7 +133,9 @@ class DailyDemand:
 
     def _day(self, day: int) -> _OpenDay | None:
         """The open day ``day`` (created on demand), or None when it has already closed."""
-        if self.next_day is None:
+        if self.next_day is None or (day < self.next_day and self.watermark < 0):
+            # Until the first day closes, an earlier day can still arrive (another partition
+            # may be read behind the first one seen): start from the earliest.
             self.next_day = day
         if day < self.next_day:
             return None
@@ -189,16 +192,19 @@ class DailyDemand:
         self._seen(t)
 
     def _seen(self, t: int) -> None:
-        if t > self.watermark:
-            self.watermark = t
+        if t > self.newest:
+            self.newest = t
 
     def advance(self, watermark: int | None = None) -> list[ClosedDay]:
         """Close every day whose end plus lateness the watermark has passed; returns them.
 
         Days without any event close too (with no units): every series gets its zero.
         """
-        if watermark is not None and watermark > self.watermark:
-            self.watermark = watermark
+        # A caller reading several partitions passes its own (slower) watermark; alone, the
+        # newest event time seen is the watermark.
+        target = self.newest if watermark is None else watermark
+        if target > self.watermark:
+            self.watermark = target
         out: list[ClosedDay] = []
         if self.next_day is None:
             return out

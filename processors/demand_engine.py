@@ -25,6 +25,7 @@ from processors.daily_demand import DAY_MS, ClosedDay, DailyDemand
 from processors.inventory_policy import LeadTimes, Policy, reorder_points
 from processors.reconcile import LEVELS, ColdStartPriors, Hierarchy
 from processors.records import Event
+from processors.watermark import PartitionWatermark
 from processors.writes import HashWrite, RedisWrite
 
 __all__ = ["DemandEngine", "DemandSettings"]
@@ -68,6 +69,7 @@ class DemandEngine:
     def __init__(self, cfg: DemandSettings, timezone: str = "UTC") -> None:
         self.cfg = cfg
         self.book = DailyDemand(timezone=cfg.timezone or timezone, lateness_ms=cfg.lateness_ms)
+        self.order_watermark = PartitionWatermark()  # min over order partitions (watermark.py)
         self.tree = Hierarchy()
         self.fc = DemandForecaster(
             horizon=cfg.horizon_days,
@@ -113,7 +115,9 @@ class DemandEngine:
         v = e.value
         if e.family == "orders":
             self.book.add_order(v)
-            return self._close_days()
+            return self._close_days(
+                self.order_watermark.observe(e.topic, e.partition, e.event_time)
+            )
         if e.family == "clickstream":
             self.book.add_click(v)
         elif e.family == "catalog":
@@ -193,8 +197,8 @@ class DemandEngine:
 
     # -- day closing ----------------------------------------------------------------------
 
-    def _close_days(self) -> list[RedisWrite]:
-        closed = self.book.advance()
+    def _close_days(self, watermark: int) -> list[RedisWrite]:
+        closed = self.book.advance(watermark)
         if not closed:
             return []
         self.book.closed.clear()
