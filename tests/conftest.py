@@ -19,6 +19,8 @@ from tests import backends
 if TYPE_CHECKING:
     import redis
 
+    from streams.settings import Settings
+
 log = logging.getLogger(__name__)
 
 # kind -> (backend, address), filled as the session fixtures start; shown in the summary.
@@ -133,3 +135,25 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", "RetailPulse test backends")
     for kind, (backend, address) in sorted(_USED.items()):
         terminalreporter.write_line(f"{kind}: {backend} ({backends.redact(address)})")
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Settings:
+    """Settings for one integration test: the chosen servers, fresh topics, its own keys."""
+    from streams.settings import load_settings
+
+    run_id = uuid.uuid4().hex[:8]
+    return load_settings(
+        env={},
+        overrides={
+            "kafka": {"bootstrap_servers": kafka_bootstrap},
+            "redis": {"url": redis_url, "key_prefix": key_prefix, "retry_timeout_s": 20},
+            "topics": {
+                "prefix": f"t{run_id}.",
+                "dead_letter": f"t{run_id}.deadletter",
+                "partitions": 2,
+            },
+            "run": {"epoch_interval_s": 0.2},
+        },
+        use_embedded=False,
+    )

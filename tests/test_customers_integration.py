@@ -6,7 +6,6 @@ sorted set must rank them by value at risk (churn risk x 365-day value).
 
 from __future__ import annotations
 
-import uuid
 from datetime import date
 
 import pytest
@@ -16,29 +15,10 @@ from streams.flows.customers import CustomerFlow, churn_report
 from streams.kafka_io import create_topics
 from streams.produce import EventProducer
 from streams.runner import run
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Settings:
-    run_id = uuid.uuid4().hex[:8]
-    return load_settings(
-        env={},
-        overrides={
-            "kafka": {"bootstrap_servers": kafka_bootstrap},
-            "redis": {"url": redis_url, "key_prefix": key_prefix, "retry_timeout_s": 20},
-            "topics": {
-                "prefix": f"c{run_id}.",
-                "dead_letter": f"c{run_id}.deadletter",
-                "partitions": 2,
-            },
-            "run": {"epoch_interval_s": 0.2},
-        },
-        use_embedded=False,
-    )
 
 
 def test_simulate_run_bounded_every_customer_scored_and_ranked(settings: Settings):

@@ -7,7 +7,6 @@ SKU x store of a SKU launched in the last week, plus scores readable by the repo
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import date
 
 import numpy as np
@@ -19,7 +18,7 @@ from streams.flows.demand import DemandFlow, DemandSettings, demand_report
 from streams.kafka_io import create_topics
 from streams.produce import EventProducer
 from streams.runner import run
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
 
 pytestmark = pytest.mark.integration
@@ -27,25 +26,6 @@ pytestmark = pytest.mark.integration
 
 def _ordinal(ms: int) -> int:
     return date(1970, 1, 1).toordinal() + ms // 86_400_000
-
-
-@pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Settings:
-    run_id = uuid.uuid4().hex[:8]
-    return load_settings(
-        env={},
-        overrides={
-            "kafka": {"bootstrap_servers": kafka_bootstrap},
-            "redis": {"url": redis_url, "key_prefix": key_prefix, "retry_timeout_s": 20},
-            "topics": {
-                "prefix": f"d{run_id}.",
-                "dead_letter": f"d{run_id}.deadletter",
-                "partitions": 2,
-            },
-            "run": {"epoch_interval_s": 0.2},
-        },
-        use_embedded=False,
-    )
 
 
 def test_simulate_run_bounded_coherent_forecasts_in_redis(settings: Settings):

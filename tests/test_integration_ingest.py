@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import struct
-import uuid
 from datetime import date
 from typing import Any
 
@@ -21,30 +20,11 @@ from streams.kafka_io import ConfirmingProducer, create_topics, producer_config
 from streams.metrics import ingest_snapshot, prometheus_text
 from streams.produce import EventProducer
 from streams.runner import run
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
 from tests.helpers import T0, order
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Settings:
-    run_id = uuid.uuid4().hex[:8]
-    return load_settings(
-        env={},
-        overrides={
-            "kafka": {"bootstrap_servers": kafka_bootstrap},
-            "redis": {"url": redis_url, "key_prefix": key_prefix, "retry_timeout_s": 20},
-            "topics": {
-                "prefix": f"t{run_id}.",
-                "dead_letter": f"t{run_id}.deadletter",
-                "partitions": 2,
-            },
-            "run": {"epoch_interval_s": 0.2},
-        },
-        use_embedded=False,
-    )
 
 
 def consume_all(settings: Settings, topic: str) -> list[Any]:

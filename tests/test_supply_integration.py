@@ -8,7 +8,6 @@ the same topics adds nothing (idempotent writes), and the report reads the score
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import date
 from typing import Any
 
@@ -20,7 +19,7 @@ from streams.flows.supply import SupplyFlow, SupplySettings, supply_report
 from streams.kafka_io import create_topics
 from streams.produce import EventProducer
 from streams.runner import run
-from streams.settings import Settings, load_settings
+from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
 from streams.simulator.events import day_ms
 
@@ -40,25 +39,6 @@ CONFIG = SimulationConfig(
     disruption_episodes=1,
     disruption_days=(10, 14),
 )
-
-
-@pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, key_prefix: str) -> Settings:
-    run_id = uuid.uuid4().hex[:8]
-    return load_settings(
-        env={},
-        overrides={
-            "kafka": {"bootstrap_servers": kafka_bootstrap},
-            "redis": {"url": redis_url, "key_prefix": key_prefix, "retry_timeout_s": 20},
-            "topics": {
-                "prefix": f"s{run_id}.",
-                "dead_letter": f"s{run_id}.deadletter",
-                "partitions": 2,
-            },
-            "run": {"epoch_interval_s": 0.2},
-        },
-        use_embedded=False,
-    )
 
 
 def _entries(client: redis.Redis, key: str) -> list[tuple[str, dict[str, str]]]:
