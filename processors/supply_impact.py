@@ -1,9 +1,10 @@
 """Days of cover per SKU x store, and which pairs an open supply alert puts at risk.
 
-Days of cover = units on hand / expected daily demand. Until the demand flow publishes
-forecasts inside the dataflow, daily demand is an event-time EWMA of the units sold per
-UTC day (days with no sale count as zeros). Inventory snapshots are sparse (a full count
-every few weeks), so on hand is the last snapshot minus the units sold since.
+Days of cover = units on hand / expected daily demand. Expected daily demand is the demand
+flow's forecast for the pair (the mean over the next week) once one has been published;
+before that (a new pair, or the demand flow not running) it is an event-time EWMA of the
+units sold per UTC day (days with no sale count as zeros). Inventory snapshots are sparse
+(a full count every few weeks), so on hand is the last snapshot minus the units sold since.
 
 :class:`CoverTracker` is the per-pair state (a few numbers); it emits a :class:`Cover` at
 most once per pair per event-time day (on the pair's first event of a new day, and on
@@ -20,6 +21,8 @@ True
 >>> cov = c.cover(10 * day)
 >>> cov.on_hand, cov.daily_demand > 5
 (0, True)
+>>> c.on_forecast(2.0, 10 * day).days_of_cover  # the forecast, once there, wins
+0.0
 >>> impacted_pairs({("K", "S"): (2.0, 10 * day)}, {("K", "S"): 5.0, ("K", "T"): 9.0})
 [('K', 'S', 2.0, 5.0)]
 """
@@ -47,7 +50,9 @@ class Cover:
 class CoverTracker:
     """On hand (last snapshot - sold since) and an EWMA of daily units sold, for one pair."""
 
-    __slots__ = ("alpha", "day", "day_units", "days_seen", "ewma", "on_hand", "sold_since")
+    __slots__ = (
+        "alpha", "day", "day_units", "days_seen", "ewma", "forecast", "on_hand", "sold_since",
+    )  # fmt: skip
 
     def __init__(self, *, alpha: float = 0.1) -> None:
         self.alpha = alpha  # weight of the newest day (~ a 10-day memory)
@@ -57,6 +62,7 @@ class CoverTracker:
         self.days_seen = 0
         self.on_hand: int | None = None  # None until the first snapshot
         self.sold_since = 0
+        self.forecast: float | None = None  # units/day from the demand flow, when published
 
     def _roll(self, t: int) -> bool:
         """Fold finished days into the EWMA; True when ``t`` starts a new day."""
@@ -86,8 +92,16 @@ class CoverTracker:
         self.on_hand, self.sold_since = on_hand, 0
         return self.cover(t)
 
+    def on_forecast(self, daily: float, t: int) -> Cover | None:
+        """The demand flow's expected units per day for this pair; a Cover if stock is known."""
+        self._roll(t)
+        self.forecast = max(0.0, daily)
+        return self.cover(t) if self.on_hand is not None else None
+
     def demand(self) -> float:
-        """Expected units per day (the running day counts in once it is over)."""
+        """Expected units per day: the forecast, else the sales EWMA (running day excluded)."""
+        if self.forecast is not None:
+            return self.forecast
         if not self.days_seen:
             return self.day_units  # one partial day: the best we have
         return self.ewma

@@ -18,8 +18,6 @@ def default_extensions(settings: Settings) -> list[FlowExtension]:
     from streams.flows.demand import DemandFlow
     from streams.flows.supply import SupplyFlow
 
-    return [
-        SupplyFlow(settings.supply),
-        CustomerFlow(settings.customers),
-        DemandFlow(settings.demand),
-    ]
+    # Demand is built first: the supply flow reads its forecasts for days of cover.
+    demand = DemandFlow(settings.demand)
+    return [demand, SupplyFlow(settings.supply, forecasts=demand), CustomerFlow(settings.customers)]

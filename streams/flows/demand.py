@@ -33,6 +33,7 @@ class DemandFlow:
 
     def __init__(self, config: DemandSettings | None = None) -> None:
         self.config = config or DemandSettings()
+        self.output: Stream[RedisWrite] | None = None  # set by build(); the supply flow reads it
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         cfg, tz = self.config, settings.run.timezone
@@ -42,7 +43,8 @@ class DemandFlow:
         out = op.stateful_batch(
             f"{NAME}_engine", keyed, lambda state: _EngineLogic(state or DemandEngine(cfg, tz))
         )
-        return op.key_rm(f"{NAME}_unkey", out)
+        self.output = op.key_rm(f"{NAME}_unkey", out)
+        return self.output
 
 
 class _EngineLogic(StatefulBatchLogic[Event, RedisWrite, DemandEngine]):

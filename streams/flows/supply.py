@@ -19,7 +19,7 @@ import json
 import logging
 import pickle
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import bytewax.operators as op
 import redis
@@ -28,7 +28,7 @@ from bytewax.dataflow import Stream
 from processors.records import Event
 from processors.supply_engine import SupplyEngine, SupplySettings, detection_scores
 from processors.supply_impact import Cover, CoverTracker
-from processors.writes import RedisWrite
+from processors.writes import HashWrite, RedisWrite
 from streams.settings import Settings
 
 __all__ = ["SupplyEngine", "SupplyFlow", "SupplySettings", "detection_scores", "supply_report"]
@@ -88,7 +88,13 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
                 tr = self.trackers.get(sku)
                 if tr is None:
                     tr = self.trackers[sku] = CoverTracker(alpha=self.alpha)
-                cover = tr.on_snapshot(units, t) if kind == "snap" else tr.on_sale(units, t)
+                cover: Cover | None
+                if kind == "snap":
+                    cover = tr.on_snapshot(units, t)
+                elif kind == "forecast":
+                    cover = tr.on_forecast(units, t)
+                else:
+                    cover = tr.on_sale(units, t)
                 if cover is not None:
                     covers.append((sku, cover))
         return ([covers] if covers else []), op.StatefulBatchLogic.RETAIN
@@ -132,17 +138,60 @@ def _to_engine(kv: tuple[str, Any]) -> tuple[str, Any]:
     return (_KEY, ("covers", key.removeprefix("store:"), item))
 
 
+_FORECAST_DAYS = 7  # days of cover compare with delays of days to weeks: next week's mean
+
+
+def _forecast_moves(write: RedisWrite) -> list[tuple[str, list[tuple[str, str, float, int]]]]:
+    """A demand forecast of one SKU x store -> a cover move for that store's state.
+
+    >>> from processors.writes import HashWrite
+    >>> w = HashWrite("forecast", "sku_store:SK-1:ST2", {"mean": "[1.0, 2.0, 3.0]"}, 86_400_000)
+    >>> _forecast_moves(w)
+    [('store:ST2', [('forecast', 'SK-1', 2.0, 86400000)])]
+    """
+    if not (
+        isinstance(write, HashWrite)
+        and write.kind == "forecast"
+        and write.entity.startswith("sku_store:")
+    ):
+        return []
+    sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
+    try:
+        mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
+    except (KeyError, ValueError):
+        return []
+    if not mean:
+        return []
+    return [(f"store:{store}", [("forecast", sku, sum(mean) / len(mean), write.version)])]
+
+
+class ForecastSource(Protocol):
+    """A flow whose built output carries demand forecasts (DemandFlow)."""
+
+    output: Stream[RedisWrite] | None
+
+
 class SupplyFlow:
-    """FlowExtension ``supply``: PO tracking, lead times, supplier risk, disruption alerts."""
+    """FlowExtension ``supply``: PO tracking, lead times, supplier risk, disruption alerts.
+
+    With ``forecasts`` (the demand flow, built before this one), days of cover use its
+    published forecasts instead of a sales average.
+    """
 
     name = "supply"
 
-    def __init__(self, settings: SupplySettings | None = None) -> None:
+    def __init__(
+        self, settings: SupplySettings | None = None, *, forecasts: ForecastSource | None = None
+    ) -> None:
         self.settings = settings or SupplySettings()
+        self.forecasts = forecasts
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         s = self.settings
         routed = op.flat_map_batch("supply_route", events, _route)
+        if self.forecasts is not None and self.forecasts.output is not None:
+            forecasts = op.flat_map("supply_forecasts", self.forecasts.output, _forecast_moves)
+            routed = op.merge("supply_with_forecasts", routed, forecasts)
         covered = op.stateful_batch(
             "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r)
         )
