@@ -1,9 +1,20 @@
-"""Run every benchmark (`make bench`); each writes benchmarks/results/<name>.json."""
+"""Run every benchmark (`make bench`); each writes benchmarks/results/<name>.json.
+
+Each runs in its own interpreter so one's memory and threads don't colour the next's.
+"""
 
 from __future__ import annotations
 
-from benchmarks import bench_ingest, bench_serde
+import subprocess
+import sys
+
+BENCHMARKS = ("bench_serde", "bench_ingest", "bench_supply", "bench_churn", "bench_demand")
 
 if __name__ == "__main__":
-    bench_serde.main()
-    bench_ingest.main()
+    failed = [
+        name
+        for name in BENCHMARKS
+        if subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], check=False).returncode
+    ]
+    if failed:
+        sys.exit(f"benchmarks failed: {', '.join(failed)}")
