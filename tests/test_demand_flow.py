@@ -7,7 +7,7 @@ from datetime import date
 
 import numpy as np
 import pytest
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 
 from processors.reconcile import LEVELS
 from processors.records import Event
@@ -15,10 +15,9 @@ from processors.writes import HashWrite
 from streams.dataflow import build_flow
 from streams.flows.demand import DemandEngine, DemandFlow, DemandSettings
 from streams.registry import ManifestResolver, SchemaCatalog
-from streams.serde import AvroSerializer
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.helpers import message
+from tests import helpers
 
 RESOLVER = ManifestResolver(SchemaCatalog.load())
 SETTINGS = Settings()
@@ -39,35 +38,11 @@ def sim_messages():
             new_skus_per_week=1,
         )
     )
-    encoders = {f: AvroSerializer(RESOLVER, f) for f in TOPICS}
-    offsets: dict[str, int] = {}
-    msgs = []
-    for ev in sim.events():
-        off = offsets[ev.family] = offsets.get(ev.family, -1) + 1
-        msgs.append(
-            message(
-                TOPICS[ev.family],
-                encoders[ev.family](ev.value),
-                offset=off,
-                broker_ms=ev.event_time,
-            )
-        )
-    return sim, msgs
+    return sim, helpers.sim_messages(sim.events())
 
 
 def run(msgs, cfg=CFG):
-    writes: list = []
-    built = build_flow(
-        SETTINGS,
-        RESOLVER,
-        tail=False,
-        source=TestingSource(msgs),
-        dead_letter_sink=TestingSink([]),
-        redis_sink=TestingSink(writes),
-        extensions=[DemandFlow(cfg)],
-    )
-    run_main(built.flow)
-    return writes
+    return helpers.run_testing_flow(msgs, [DemandFlow(cfg)])[2]
 
 
 def latest(writes, kind):

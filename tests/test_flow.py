@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import struct
 
-from bytewax.testing import TestingSink, TestingSource, run_main
+from bytewax.testing import TestingSink, TestingSource
 
-from processors.records import DeadLetter
-from processors.writes import HashWrite
 from streams.dataflow import FLOW_ID, STEP_IDS, build_flow
 from streams.registry import ManifestResolver, SchemaCatalog
 from streams.serde import AvroSerializer
 from streams.settings import Settings
-from tests.helpers import T0, click, message, order, store
+from tests.helpers import T0, click, message, order, run_testing_flow, store
 
 RESOLVER = ManifestResolver(SchemaCatalog.load())
 SETTINGS = Settings()
@@ -20,22 +18,7 @@ TOPICS = SETTINGS.topics.input_topics()
 
 
 def run_flow(messages):
-    dead: list[DeadLetter] = []
-    writes: list[HashWrite] = []
-    built = build_flow(
-        SETTINGS,
-        RESOLVER,
-        tail=False,
-        source=TestingSource(messages),
-        dead_letter_sink=TestingSink(dead),
-        redis_sink=TestingSink(writes),
-    )
-    events: list = []
-    import bytewax.operators as op
-
-    op.output("test_events", built.events, TestingSink(events))
-    run_main(built.flow)
-    return events, dead, writes
+    return run_testing_flow(messages)
 
 
 def test_step_ids_are_stable():

@@ -6,16 +6,12 @@ import json
 import pickle
 from datetime import date
 
-from bytewax.testing import TestingSink, TestingSource, run_main
-
 from processors.writes import HashWrite, StreamAdd
-from streams.dataflow import build_flow
 from streams.flows.supply import SupplyEngine, SupplyFlow, SupplySettings, detection_scores
 from streams.registry import ManifestResolver, SchemaCatalog
-from streams.serde import AvroSerializer
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.helpers import message
+from tests.helpers import run_testing_flow, sim_messages
 
 RESOLVER = ManifestResolver(SchemaCatalog.load())
 SETTINGS = Settings()
@@ -40,36 +36,11 @@ CONFIG = SimulationConfig(
 
 def simulate() -> tuple[list, Simulator]:
     sim = Simulator(CONFIG)
-    encoders = {f: AvroSerializer(RESOLVER, f) for f in FAMILIES}
-    msgs, offsets = [], dict.fromkeys(FAMILIES, 0)
-    for ev in sim.events():
-        if ev.family not in encoders:
-            continue
-        msgs.append(
-            message(
-                TOPICS[ev.family],
-                encoders[ev.family](ev.value),
-                offset=offsets[ev.family],
-                broker_ms=ev.event_time + 1_000,
-            )
-        )
-        offsets[ev.family] += 1
-    return msgs, sim
+    return sim_messages(sim.events(), families=FAMILIES, broker_lag_ms=1_000), sim
 
 
 def run(msgs: list) -> list:
-    writes: list = []
-    dead: list = []
-    built = build_flow(
-        SETTINGS,
-        RESOLVER,
-        tail=False,
-        source=TestingSource(msgs),
-        dead_letter_sink=TestingSink(dead),
-        redis_sink=TestingSink(writes),
-        extensions=[SupplyFlow(SupplySettings())],
-    )
-    run_main(built.flow)
+    _, dead, writes = run_testing_flow(msgs, [SupplyFlow(SupplySettings())])
     assert dead == []
     return writes
 

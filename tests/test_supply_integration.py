@@ -8,7 +8,6 @@ the same topics adds nothing (idempotent writes), and the report reads the score
 from __future__ import annotations
 
 import json
-from datetime import date
 from typing import Any
 
 import pytest
@@ -20,25 +19,11 @@ from streams.kafka_io import create_topics
 from streams.produce import EventProducer
 from streams.runner import run
 from streams.settings import Settings
-from streams.simulator import SimulationConfig, Simulator
+from streams.simulator import Simulator
 from streams.simulator.events import day_ms
+from tests.test_supply_flow import CONFIG  # the flow test's world: SUP001 disrupted days 48-57
 
 pytestmark = pytest.mark.integration
-
-# Three suppliers, one disruption: SUP001 on days 48-57 (the flow test uses the same world).
-CONFIG = SimulationConfig(
-    seed=1,
-    start_date=date(2024, 11, 1),
-    days=75,
-    skus=60,
-    stores=4,
-    customers=200,
-    suppliers=3,
-    clickstream=False,
-    new_skus=False,
-    disruption_episodes=1,
-    disruption_days=(10, 14),
-)
 
 
 def _entries(client: redis.Redis, key: str) -> list[tuple[str, dict[str, str]]]:
