@@ -35,27 +35,11 @@ from infra.processes import (
     free_port,
     kafka_answers,
     log_tail,
-    pid_alive,
-    process_matches,
     redis_answers,
-    stop_pid,
 )
 from streams.errors import InfraError
 
-__all__ = [
-    "HOST",
-    "STOP_SIGNALS",
-    "EmbeddedKafka",
-    "EmbeddedRedis",
-    "ServerInfo",
-    "free_port",
-    "kafka_answers",
-    "log_tail",
-    "pid_alive",
-    "process_matches",
-    "redis_answers",
-    "stop_pid",
-]
+__all__ = ["STOP_SIGNALS", "EmbeddedKafka", "EmbeddedRedis", "ServerInfo"]
 
 _START_ATTEMPTS = 3  # a free port can be taken between our probe and the server's bind
 # The signal that stops each server promptly. Tansu drains open client connections for 5 s

@@ -32,11 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from infra.embedded import (
-    STOP_SIGNALS,
-    EmbeddedKafka,
-    EmbeddedRedis,
-    ServerInfo,
+from infra.embedded import STOP_SIGNALS, EmbeddedKafka, EmbeddedRedis, ServerInfo
+from infra.processes import (
     kafka_answers,
     log_tail,
     pid_alive,

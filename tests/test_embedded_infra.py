@@ -20,15 +20,8 @@ from pathlib import Path
 import pytest
 
 from infra import supervisor
-from infra.embedded import (
-    EmbeddedKafka,
-    EmbeddedRedis,
-    ServerInfo,
-    free_port,
-    kafka_answers,
-    pid_alive,
-    redis_answers,
-)
+from infra.embedded import EmbeddedKafka, EmbeddedRedis, ServerInfo
+from infra.processes import free_port, kafka_answers, pid_alive, redis_answers
 from streams.errors import InfraError
 from tests import backends
 
