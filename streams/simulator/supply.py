@@ -25,6 +25,7 @@ distribution centre (not modelled) and ``on_hand`` stops at zero; with
 ``lost_sales=True`` sales are capped by stock instead (censored demand).
 
 >>> from streams.simulator.config import SimulationConfig
+>>> from streams.simulator.supply import plan_disruptions
 >>> from streams.simulator.world import build_world
 >>> cfg = SimulationConfig(days=60)
 >>> world = build_world(cfg, np.random.default_rng(0))
@@ -42,34 +43,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from streams.simulator.config import SimulationConfig
+from streams.simulator.disruptions import Disruption, plan_disruptions
 from streams.simulator.events import DAY_MS, HOUR_MS, Ids, SimEvent, inventory_event, supplier_event
 from streams.simulator.world import World
 
 __all__ = ["Disruption", "PurchaseOrder", "SupplyChain", "plan_disruptions"]
 
-_DISRUPTION_REASONS = (
-    "port congestion",
-    "factory shutdown",
-    "carrier strike",
-    "raw material shortage",
-    "severe weather",
-)
 _DELAY_REASONS = ("production backlog", "carrier capacity", "customs hold", "late raw materials")
 _INCIDENT_REASONS = ("damaged packaging", "wrong labels", "short expiry", "contamination")
 _SEVERITIES = ("LOW", "MEDIUM", "HIGH")
 _SMOOTHING = 1.0 / 28.0  # sales-rate smoothing: about four weeks of memory
-
-
-@dataclass(frozen=True)
-class Disruption:
-    episode_id: str
-    supplier_idx: int
-    supplier_id: str
-    start_day: int
-    end_day: int  # inclusive
-    lead_multiplier: float
-    fill_factor: float
-    reason: str
 
 
 class _Flight(NamedTuple):
@@ -102,39 +85,6 @@ class PurchaseOrder:
     damaged: int
     episode_id: str | None
     delay_notice: bool
-
-
-def plan_disruptions(
-    config: SimulationConfig, world: World, block: int, rng: np.random.Generator
-) -> list[Disruption]:
-    """Episodes of the ``block``-th run of ``config.days`` days: one per equal segment."""
-    n, length_of_block = config.disruption_episodes, config.days
-    if n == 0 or not config.disruptions:
-        return []
-    segment = length_of_block / n
-    suppliers = rng.permutation(len(world.suppliers))
-    out = []
-    for i in range(n):
-        lo, hi = config.disruption_days
-        longest = max(1, int(segment) - 1)
-        length = min(int(rng.integers(lo, hi + 1)), longest)
-        first = block * length_of_block + int(i * segment)
-        latest = block * length_of_block + int((i + 1) * segment) - length
-        start = int(rng.integers(first, max(first, latest) + 1))
-        j = int(suppliers[i % len(suppliers)])
-        out.append(
-            Disruption(
-                episode_id=f"DX{block * n + i + 1:03d}",
-                supplier_idx=j,
-                supplier_id=world.suppliers[j].supplier_id,
-                start_day=start,
-                end_day=start + length - 1,
-                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
-                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
-                reason=str(rng.choice(_DISRUPTION_REASONS)),
-            )
-        )
-    return out
 
 
 class SupplyChain:

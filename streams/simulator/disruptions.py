@@ -1,0 +1,71 @@
+"""Supplier disruption episodes: which supplier, when, and how badly.
+
+Episodes are planned per block of ``config.days`` days, one per equal segment of the block,
+on suppliers taken in a seeded random order; during one, the supplier's new POs take
+``lead_multiplier`` times longer and ship ``fill_factor`` of their usual fill rate
+(streams/simulator/supply.py applies them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from streams.simulator.config import SimulationConfig
+from streams.simulator.world import World
+
+__all__ = ["Disruption", "plan_disruptions"]
+
+_DISRUPTION_REASONS = (
+    "port congestion",
+    "factory shutdown",
+    "carrier strike",
+    "raw material shortage",
+    "severe weather",
+)
+
+
+@dataclass(frozen=True)
+class Disruption:
+    episode_id: str
+    supplier_idx: int
+    supplier_id: str
+    start_day: int
+    end_day: int  # inclusive
+    lead_multiplier: float
+    fill_factor: float
+    reason: str
+
+
+def plan_disruptions(
+    config: SimulationConfig, world: World, block: int, rng: np.random.Generator
+) -> list[Disruption]:
+    """Episodes of the ``block``-th run of ``config.days`` days: one per equal segment."""
+    n, length_of_block = config.disruption_episodes, config.days
+    if n == 0 or not config.disruptions:
+        return []
+    segment = length_of_block / n
+    suppliers = rng.permutation(len(world.suppliers))
+    out = []
+    for i in range(n):
+        lo, hi = config.disruption_days
+        longest = max(1, int(segment) - 1)
+        length = min(int(rng.integers(lo, hi + 1)), longest)
+        first = block * length_of_block + int(i * segment)
+        latest = block * length_of_block + int((i + 1) * segment) - length
+        start = int(rng.integers(first, max(first, latest) + 1))
+        j = int(suppliers[i % len(suppliers)])
+        out.append(
+            Disruption(
+                episode_id=f"DX{block * n + i + 1:03d}",
+                supplier_idx=j,
+                supplier_id=world.suppliers[j].supplier_id,
+                start_day=start,
+                end_day=start + length - 1,
+                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
+                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
+                reason=str(rng.choice(_DISRUPTION_REASONS)),
+            )
+        )
+    return out
