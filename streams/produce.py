@@ -50,6 +50,7 @@ class EventProducer:
         self._producer = ConfirmingProducer(producer_config(settings.kafka, **{"linger.ms": 20}))
         self._confirm_every = confirm_every
         self._pending: Counter[str] = Counter()
+        self._unconfirmed = 0  # = sum(self._pending.values()), kept off the per-event path
         self.counts: Counter[str] = Counter()
 
     def _serializer(self, family: str) -> AvroSerializer:
@@ -62,7 +63,8 @@ class EventProducer:
         data = self._serializer(event.family)(event.value)
         self._producer.produce(self._topics[event.family], data, key=event.key.encode())
         self._pending[event.family] += 1
-        if sum(self._pending.values()) >= self._confirm_every:
+        self._unconfirmed += 1
+        if self._unconfirmed >= self._confirm_every:
             self.confirm()
 
     def send_all(
@@ -92,3 +94,4 @@ class EventProducer:
         self._producer.flush_or_raise()
         self.counts.update(self._pending)
         self._pending.clear()
+        self._unconfirmed = 0
