@@ -116,10 +116,15 @@ def _schemas(args: argparse.Namespace, settings: Settings) -> int:
 # -- data in ---------------------------------------------------------------------------
 
 
-def _progress(total: int | None, unit: str) -> Any:
+def backfill(sim: Any, producer: Any, days: int) -> None:
+    """Produce every simulated day, confirmed, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, unit_scale=True, disable=None, file=sys.stderr)
+    with tqdm(total=days, unit="day", file=sys.stderr, desc="backfill") as bar:
+        for day, events in sim.days():
+            producer.send_all(events)
+            bar.update(1)
+            bar.set_postfix_str(f"{day} {sum(producer.counts.values()):,} events")
 
 
 def simulation_config(args: argparse.Namespace) -> Any:
@@ -140,11 +145,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     sim = Simulator(simulation_config(args))
     producer = EventProducer(settings)
-    with _progress(args.days, "day") as bar:
-        for day, events in sim.days():
-            producer.send_all(events)
-            bar.update(1)
-            bar.set_postfix_str(f"{day} {sum(producer.counts.values()):,} events")
+    backfill(sim, producer, args.days)
     if args.live_days:
         print(f"live: {args.live_days} more days at {args.rate:g} events/s", file=sys.stderr)
         for _, events in sim.continue_days(args.live_days):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from typing import Any
 
@@ -70,7 +69,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _pipeline(args: argparse.Namespace, settings: Settings) -> None:
-    from streams.cli import simulation_config
+    from streams.cli import backfill, simulation_config
     from streams.kafka_io import ConfirmingProducer, create_topics, producer_config
     from streams.metrics import ingest_snapshot
     from streams.produce import EventProducer
@@ -81,15 +80,9 @@ def _pipeline(args: argparse.Namespace, settings: Settings) -> None:
     created = create_topics(settings.kafka, settings.topics)
     print(f"topics: {', '.join(created)}")
 
-    from tqdm import tqdm
-
     sim = Simulator(simulation_config(args))
     producer = EventProducer(settings)
-    with tqdm(total=args.days, unit="day", file=sys.stderr, desc="backfill") as bar:
-        for day, events in sim.days():
-            producer.send_all(events)
-            bar.update(1)
-            bar.set_postfix_str(f"{day} {sum(producer.counts.values()):,} events")
+    backfill(sim, producer, args.days)
     raw = ConfirmingProducer(producer_config(settings.kafka))
     for family, value in POISON:
         raw.produce(settings.topics.input_topic(family), value, key=b"poison")
