@@ -430,6 +430,21 @@ def test_onset_notices_switch_off_gives_the_old_stream(events: list[SimEvent]):
     assert len(off) < len(events)
 
 
+def test_scheduled_disruption_adds_an_episode_and_moves_only_supply(events: list[SimEvent]):
+    """The demo schedules an episode in its live window; demand and customers stay put."""
+    sim = Simulator(dataclasses.replace(SMALL, scheduled_disruptions=(30,)))
+    scheduled = list(sim.events())
+    extra = [e for e in sim.truth.disruption_frame().itertuples() if e.episode_id == "DS001"]
+    assert len(extra) == 1
+    assert pd.Timestamp(extra[0].start_date).date() == SMALL.start_date + timedelta(days=30)
+
+    def others(evs: list[SimEvent]) -> list[SimEvent]:
+        return [e for e in evs if e.family in ("orders", "clickstream", "catalog", "stores")]
+
+    assert others(scheduled) == others(events)
+    assert scheduled != events  # the supplier's POs and receipts did change
+
+
 def test_inventory_consistent(events: list[SimEvent]):
     snapshots = of(events, "inventory")
     assert snapshots and all(v["on_hand"] >= 0 and v["on_order"] >= 0 for v in snapshots)

@@ -60,6 +60,9 @@ class SimulationConfig:
     # each PO already in flight (a warning: those POs still arrive as first planned). Drawn
     # from its own random stream with its own event ids: False gives the exact old stream.
     disruption_notices: bool = True
+    # Extra episodes that start on these day indices (0 = start_date), on top of the planned
+    # ones: the demo schedules one inside its live window so an alert is sure to show.
+    scheduled_disruptions: tuple[int, ...] = ()
     # -- demand -------------------------------------------------------------------------
     mean_units_per_sku_store_day: float = 0.35  # average base rate over SKU x store
     popularity_sigma: float = 1.2  # log-normal spread of SKU popularity: slow movers
@@ -134,6 +137,8 @@ class SimulationConfig:
             "impression_share",
             "inventory_daily_share",
         )
+        if any(day < 0 for day in self.scheduled_disruptions):
+            yield "scheduled_disruptions must be day indices >= 0"
         for name in shares:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

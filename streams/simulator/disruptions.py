@@ -15,7 +15,7 @@ import numpy as np
 from streams.simulator.config import SimulationConfig
 from streams.simulator.world import World
 
-__all__ = ["Disruption", "plan_disruptions"]
+__all__ = ["Disruption", "plan_disruptions", "scheduled_disruptions"]
 
 _DISRUPTION_REASONS = (
     "port congestion",
@@ -59,6 +59,39 @@ def plan_disruptions(
         out.append(
             Disruption(
                 episode_id=f"DX{block * n + i + 1:03d}",
+                supplier_idx=j,
+                supplier_id=world.suppliers[j].supplier_id,
+                start_day=start,
+                end_day=start + length - 1,
+                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
+                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
+                reason=str(rng.choice(_DISRUPTION_REASONS)),
+            )
+        )
+    return out
+
+
+def scheduled_disruptions(
+    config: SimulationConfig, world: World, block: int, rng: np.random.Generator
+) -> list[Disruption]:
+    """The ``scheduled_disruptions`` days that fall in the ``block``-th run of ``config.days``.
+
+    Drawn from their own random stream (the caller's ``rng``), so scheduling one never
+    changes the planned episodes or any other event.
+    """
+    if not config.disruptions:
+        return []
+    first, end = block * config.days, (block + 1) * config.days
+    out = []
+    for k, start in enumerate(sorted(config.scheduled_disruptions)):
+        if not first <= start < end:
+            continue
+        lo, hi = config.disruption_days
+        length = int(rng.integers(lo, hi + 1))
+        j = int(rng.integers(len(world.suppliers)))
+        out.append(
+            Disruption(
+                episode_id=f"DS{k + 1:03d}",
                 supplier_idx=j,
                 supplier_id=world.suppliers[j].supplier_id,
                 start_day=start,

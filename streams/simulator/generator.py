@@ -33,6 +33,7 @@ import numpy as np
 from streams.simulator.config import SimulationConfig
 from streams.simulator.customers import CustomerPopulation
 from streams.simulator.demand import DemandDay, LinePool, build_pools, draw_demand, sku_scales
+from streams.simulator.disruptions import plan_disruptions, scheduled_disruptions
 from streams.simulator.events import Ids, SimEvent, catalog_event, day_ms, store_event
 from streams.simulator.orders import OrderWriter
 from streams.simulator.pricing import Pricing
@@ -40,7 +41,7 @@ from streams.simulator.recommender import Recommender
 from streams.simulator.seasons import Calendar, DayFactors
 from streams.simulator.sessions import SessionWriter
 from streams.simulator.shopping import Shop
-from streams.simulator.supply import SupplyChain, plan_disruptions
+from streams.simulator.supply import SupplyChain
 from streams.simulator.truth import GroundTruth
 from streams.simulator.world import World, build_world, launch_skus
 
@@ -48,7 +49,7 @@ __all__ = ["Simulator"]
 
 # Random stream per mechanism (the first element of the SeedSequence spawn key).
 _WORLD, _CALENDAR, _LAUNCH, _PRICING, _RECS, _DEMAND, _POOLS = 0, 1, 2, 3, 4, 5, 6
-_CUSTOMERS, _ORDERS, _SESSIONS, _SUPPLY, _DISRUPTION = 7, 8, 9, 10, 11
+_CUSTOMERS, _ORDERS, _SESSIONS, _SUPPLY, _DISRUPTION, _SCHEDULED = 7, 8, 9, 10, 11, 12
 _LAUNCH_SKUS, _LAUNCH_STOCK = 12, 13
 _SETUP = 2**31  # "day" key of the draws made before day 0 (never a real day index)
 _STORE_MERGE, _ONLINE_MERGE = 0.6, 0.5  # chance a unit joins the previous unit's line
@@ -129,6 +130,9 @@ class Simulator:
         while self._planned_blocks <= day // cfg.days:  # episodes of each days-long block
             block = self._planned_blocks
             episodes = plan_disruptions(cfg, self._world, block, self._rng(_DISRUPTION, block))
+            episodes += scheduled_disruptions(
+                cfg, self._world, block, self._rng(_SCHEDULED, block)
+            )
             self._supply.add_disruptions(episodes)
             self._planned_blocks += 1
         if day == 0:
