@@ -64,6 +64,9 @@ def bgnbd_log_likelihood(
 class BGNBDModel(OnlineModel):
     """Population BG/NBD parameters, re-estimated online on a bottom-k reservoir."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     def __init__(
         self,
         *,

@@ -30,6 +30,9 @@ __all__ = ["CLVModel"]
 class CLVModel(OnlineModel):
     """Shrunk mean spend per order, times the expected number of orders."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     def __init__(self, *, shrink: float = 3.0, prior_spend: float = 50.0) -> None:
         self.shrink = shrink
         self.prior_spend = prior_spend

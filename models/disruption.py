@@ -72,6 +72,9 @@ _SEVERITIES = ("low", "medium", "high")
 
 @dataclass(slots=True)
 class Episode:
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     alert_id: str
     opened_at: int
     updated_at: int
@@ -101,6 +104,9 @@ class AlertEvent:
 
 class SupplierWatch:
     """Per-supplier detector state: CUSUM, healthy rates, recent shares, ADWIN, episode."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     __slots__ = (
         "adwin", "base_n", "base_rate", "change_at", "closed_at", "cusum", "episode",
@@ -133,6 +139,9 @@ class SupplierWatch:
 
 class DisruptionDetector(OnlineModel):
     """Per-supplier watches + one shared HalfSpaceTrees -> episodes -> :class:`AlertEvent` s."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(
         self,

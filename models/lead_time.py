@@ -55,6 +55,9 @@ class LeadTimePrediction:
 class LeadTimeModel(OnlineModel):
     """Hierarchical EW means + one shared River residual model + an adaptive band."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     def __init__(
         self,
         *,

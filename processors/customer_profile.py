@@ -55,6 +55,9 @@ _NEVER = -1
 class CustomerProfile:
     """Sufficient statistics of one customer. Times are epoch ms, -1 when never."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     first_seen: int
     last_event: int = _NEVER
     first_purchase: int = _NEVER
@@ -115,6 +118,9 @@ class CustomerProfile:
 @dataclass(slots=True)
 class AnonymousActivity:
     """A device (anonymous_id): its customer once known, else activity waiting for a login."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     last_seen: int
     customer_id: str | None = None

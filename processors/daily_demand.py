@@ -57,6 +57,9 @@ class DayClock:
     14400000
     """
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     def __init__(self, timezone: str = "UTC") -> None:
         self.timezone = timezone
         self._utc = timezone in ("UTC", "Etc/UTC")
@@ -107,6 +110,9 @@ class ClosedDay:
 
 @dataclass
 class _OpenDay:
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     units: dict[Series, float] = field(default_factory=dict)
     promo_units: dict[Series, float] = field(default_factory=dict)
     views: dict[str, float] = field(default_factory=dict)
@@ -117,6 +123,9 @@ class _OpenDay:
 
 class DailyDemand:
     """Open days of demand; :meth:`advance` closes the days the watermark has passed."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self, *, timezone: str = "UTC", lateness_ms: int = 3_600_000) -> None:
         self.clock = DayClock(timezone)

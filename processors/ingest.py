@@ -36,6 +36,9 @@ class IngestDelta:
 
 @dataclass(frozen=True, slots=True)
 class IngestTotals:
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     events: int
     dead_letters: int
     dead_letters_by_stage: tuple[tuple[str, int], ...]

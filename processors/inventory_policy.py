@@ -48,6 +48,9 @@ def z_value(service_level: float) -> float:
 
 @dataclass(frozen=True)
 class Policy:
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     lead_days: np.ndarray
     mean_lead: np.ndarray  # expected demand over the lead time (units)
     safety: np.ndarray  # safety stock (units)
@@ -72,6 +75,9 @@ def reorder_points(
 
 class LeadTimes:
     """Learned lead time per (sku, store) from purchase orders; a default before any."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self, *, default_days: float = 7.0, alpha: float = 0.3) -> None:
         self.default_days = default_days

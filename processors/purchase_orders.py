@@ -68,6 +68,9 @@ class POOutcome:
 class PurchaseOrder:
     """What is known of one PO so far (fields fill in whatever order events arrive)."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     po_id: str
     supplier_id: str
     sku: str
@@ -100,6 +103,9 @@ def _days(ms: int) -> float:
 
 class POBook:
     """Open POs of every supplier, joined by ``po_id``; emits :class:`POOutcome` s."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(
         self,

@@ -50,6 +50,9 @@ LEVELS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class SeriesAttributes:
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     sku: str
     store: str
     category: str
@@ -72,6 +75,9 @@ class SeriesAttributes:
 
 class Hierarchy:
     """Append-only tree of series; ``parent[level][i]`` is bottom series i's node at level."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self) -> None:
         self.series: list[SeriesAttributes] = []
@@ -165,6 +171,9 @@ class ColdStartPriors:
     >>> p.prior("K3", "S1", "C1", 5.0, None), p.prior("K1", "S2", "C1", 5.0, 500.0)
     (2.0, 0.5)
     """
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     ESTABLISHED_DAYS = 28.0
 

@@ -31,6 +31,9 @@ class SourceRecord:
 class Event:
     """A decoded, validated event of one family."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     family: str
     key: str | None
     value: dict[str, Any]

@@ -30,6 +30,9 @@ _RECEIPTS, _ON_TIME, _CLOSED, _FILL_SUM, _INCIDENTS, _LATE, _DELAYS = range(7)
 class SupplierMetrics:
     """Daily counters of one supplier; rates over the last ``window_days`` days."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     __slots__ = ("days", "on_time_grace_days", "window_days")
 
     def __init__(self, *, window_days: int = 28, on_time_grace_days: float = 0.0) -> None:

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 class SupplySettings:
     """Knobs of the supply flow (defaults measured in benchmarks/bench_supply.py)."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     metrics_window_days: int = 28  # on-time / fill / incident rates over this many days
     on_time_grace_days: float = 1.0  # committed dates are days: arriving on the day is on time
     late_grace_days: float = 1.0  # an open PO is late once its committed day has passed
@@ -59,6 +62,9 @@ class SupplySettings:
 
 class SupplyEngine:
     """Everything the supply flow knows, fed in event order; returns the Redis writes."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self, s: SupplySettings) -> None:
         self.s = s

@@ -50,6 +50,9 @@ class Cover:
 class CoverTracker:
     """On hand (last snapshot - sold since) and an EWMA of daily units sold, for one pair."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     __slots__ = (
         "alpha", "day", "day_units", "days_seen", "ewma", "forecast", "on_hand", "sold_since",
     )  # fmt: skip

@@ -26,6 +26,9 @@ __all__ = ["PartitionWatermark"]
 class PartitionWatermark:
     """``observe(topic, partition, t)`` returns the watermark (-1 before any event)."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     __slots__ = ("_newest", "value")
 
     def __init__(self) -> None:

@@ -172,8 +172,21 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    import dataclasses
+
     from streams.runner import run
 
+    # Flags win over every other source, so applying them here equals passing them as
+    # load_settings overrides.
+    flags = {
+        "recovery_dir": args.recovery_dir,
+        "recovery_partitions": args.recovery_partitions,
+        "snapshot_interval_s": args.snapshot_interval,
+        "backup_interval_s": args.backup_interval,
+    }
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given:
+        settings = settings.replace(run=dataclasses.replace(settings.run, **given))
     run(settings, live=args.live)
     return 0
 
@@ -258,6 +271,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--live", action="store_true", help="tail the topics (default: bounded)")
     run.add_argument("--workers", type=int)
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    run.add_argument(
+        "--recovery-dir", type=Path, help="snapshot state here; resume from it (docs/recovery.md)"
+    )
+    run.add_argument(
+        "--recovery-partitions", type=int, help="partitions of a NEW recovery dir (then fixed)"
+    )
+    run.add_argument(
+        "--snapshot-interval", type=float, help="seconds between snapshots (= epoch interval)"
+    )
+    run.add_argument(
+        "--backup-interval", type=float, help="seconds to keep superseded snapshots (backups)"
+    )
     run.set_defaults(func=_run)
 
     report = sub.add_parser("report", help="prequential model scores from Redis")
@@ -268,8 +293,12 @@ def _parser() -> argparse.ArgumentParser:
     metrics.add_argument("--no-lag", action="store_true")
     metrics.set_defaults(func=_metrics)
 
+    from infra.acl import add_acl_parser
+    from streams.dashboard.cli import add_dashboard_parser
     from streams.demo import add_demo_parser
 
+    add_acl_parser(sub)
+    add_dashboard_parser(sub)
     add_demo_parser(sub)
     return p
 

@@ -1,7 +1,8 @@
 """Run the dataflow: bounded (everything in the topics, then exit) or live (tail).
 
 Results depend on event time only, so a bounded replay and a live run over the same events
-leave the same Redis state.
+leave the same Redis state. With ``run.recovery_dir`` set, state is snapshotted every epoch
+and a restart resumes from the last snapshot (docs/recovery.md).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from bytewax.testing import run_main
 
 from streams.dataflow import FlowExtension, build_flow
 from streams.flows import default_extensions
+from streams.recovery import recovery_config
 from streams.registry import SchemaCatalog, build_resolver
 from streams.settings import Settings
 
@@ -40,6 +42,9 @@ def run(
     if extensions is None:
         extensions = default_extensions(settings)
     built = build_flow(settings, resolver, tail=live, extensions=extensions)
+    # The store is checked before anything runs: an incompatible one is refused with a
+    # ConfigError instead of Bytewax silently dropping its state (docs/recovery.md).
+    recovery = recovery_config(settings.run, built.flow, settings.topics.input_topics().values())
     if settings.run.metrics_port:
         from prometheus_client import start_http_server
 
@@ -51,8 +56,13 @@ def run(
         ["ingest", *(ext.name for ext in extensions)],
         json.dumps(settings.describe(), default=str),  # secrets are masked by describe()
     )
-    epoch = timedelta(seconds=settings.run.epoch_interval_s)
+    epoch = timedelta(seconds=settings.run.effective_epoch_interval_s)
     if settings.run.workers <= 1:
-        run_main(built.flow, epoch_interval=epoch)
+        run_main(built.flow, epoch_interval=epoch, recovery_config=recovery)
     else:  # threads share the GIL: for CPU scale-out run one process per core (docs/scaling.md)
-        cli_main(built.flow, workers_per_process=settings.run.workers, epoch_interval=epoch)
+        cli_main(
+            built.flow,
+            workers_per_process=settings.run.workers,
+            epoch_interval=epoch,
+            recovery_config=recovery,
+        )

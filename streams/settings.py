@@ -151,7 +151,17 @@ class SerdeSettings:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How the dataflow runs."""
+    """How the dataflow runs.
+
+    Recovery (docs/recovery.md) is on when ``recovery_dir`` is set. Bytewax snapshots state
+    at the end of every epoch, so the snapshot interval IS the epoch interval:
+    ``snapshot_interval_s``, when set, wins over ``epoch_interval_s``.
+
+    >>> RunSettings(epoch_interval_s=2.0).effective_epoch_interval_s
+    2.0
+    >>> RunSettings(epoch_interval_s=2.0, snapshot_interval_s=0.5).effective_epoch_interval_s
+    0.5
+    """
 
     batch_size: int = 1_000
     epoch_interval_s: float = 1.0
@@ -159,6 +169,17 @@ class RunSettings:
     metrics_port: int = 0  # 0: no HTTP endpoint (metrics still go to Redis)
     workers: int = 1
     timezone: str = "UTC"  # the retailer's time zone, for cutting trading days
+    recovery_dir: Path | None = None  # None: no recovery (a restart reprocesses everything)
+    recovery_partitions: int = 1  # fixed for the life of the recovery directory
+    snapshot_interval_s: float | None = None  # None: epoch_interval_s
+    backup_interval_s: float = 0.0  # keep superseded snapshots this long (for backups)
+
+    @property
+    def effective_epoch_interval_s(self) -> float:
+        """The Bytewax epoch interval, which is also the snapshot interval."""
+        if self.snapshot_interval_s is not None:
+            return self.snapshot_interval_s
+        return self.epoch_interval_s
 
 
 @dataclass(frozen=True)
@@ -211,6 +232,10 @@ _PASSTHROUGH = {"kafka": "client", "serde": "schema_registry"}
 def _coerce(section: str, name: str, raw: Any, target: type) -> Any:
     hints = {f.name: f.type for f in dataclasses.fields(target)}
     kind = str(hints[name])
+    if kind.endswith(" | None"):  # optional: empty or "none" means unset
+        if raw is None or str(raw).strip().lower() in ("", "none"):
+            return None
+        kind = kind.removesuffix(" | None")
     try:
         if kind == "int":
             return int(raw)
