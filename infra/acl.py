@@ -47,11 +47,12 @@ __all__ = [
 
 # What infra/redis_sink.py sends: EVALSHA of its two scripts (redis-py's pipeline checks
 # SCRIPT EXISTS and SCRIPT LOADs a missing one), the commands those scripts call, and
-# ZADD/ZREM for sorted sets. Then what `retailpulse metrics` and `report` read.
+# ZADD/ZREM for sorted sets, DEL for the restore after Redis lost writes (a stream is rebuilt
+# whole, docs/operations.md). Then what `retailpulse metrics` and `report` read.
 WRITER_COMMANDS = (
     "evalsha", "script|load", "script|exists",
     "hget", "hset", "pexpire", "xrevrange", "xadd", "publish",
-    "zadd", "zrem",
+    "zadd", "zrem", "del",
     "hgetall", "zrevrange", "xrange", "get",
 )  # fmt: skip
 # Sent by clients on their own: PING (health checks), SELECT (a /N database in the URL),

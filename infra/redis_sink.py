@@ -11,6 +11,18 @@ When Redis is slow, restarting or unreachable the sink retries the same batch wi
 exponential backoff; it blocks meanwhile, so Bytewax stops pulling input and memory stays
 bounded. After ``retry_timeout_s`` without success it fails loudly (:class:`DeliveryError`)
 and the flow stops before its input offsets move past the unwritten batch.
+
+A Redis that comes back *empty* (restarted without persistence, a failover to a replica
+that had not caught up) would silently lose every key not written again afterwards. So
+each writer keeps a marker, ``<prefix>:v1:sink:<writer id>`` (field ``seq``: the number of
+its last written batch), and reads it at the start of every batch's pipeline: same
+connection, same round trip. A marker that is missing or behind means the server lost
+writes; the writer then rewrites everything it has written from its **mirror**: per key,
+the newest version and the union of the fields of its hashes (with the TTL that remains),
+sorted-set scores, and each stream's last ``maxlen`` entries; notifications are not sent
+again. The mirror costs memory of the order of the keys the flows maintain (docs/
+operations.md); with ``mirror=False`` a detected loss raises :class:`DeliveryError`
+instead and the state must be rebuilt by a replay.
 """
 
 from __future__ import annotations
@@ -18,7 +30,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -27,7 +42,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
 from streams.errors import DeliveryError
 
-__all__ = ["CONTRACT_VERSION", "RedisSink", "RedisWriter", "redis_key"]
+__all__ = ["CONTRACT_VERSION", "Mirror", "RedisSink", "RedisWriter", "redis_key"]
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +115,72 @@ def _collapse(writes: Sequence[RedisWrite]) -> list[RedisWrite]:
 
 def _pairs(fields: Any) -> list[Any]:
     out: list[Any] = []
-    for field, value in fields.items():
-        out.append(field)
+    for name, value in fields.items():
+        out.append(name)
         out.append(value)
     return out
 
 
+_MARKER_TTL_MS = 7 * 86_400_000  # an idle writer's marker expires: a harmless full rewrite
+_RESTORE_CHUNK = 1_000  # commands per pipeline while restoring
+_PRUNE_EVERY = 512  # batches between sweeps of expired hashes out of the mirror
+
+
+@dataclass(slots=True)
+class _HashState:
+    version: int
+    fields: dict[str, Any]
+    ttl_ms: int
+    written_at: float  # writer clock, s: what is left of the TTL on a restore
+
+
+@dataclass(slots=True)
+class Mirror:
+    """What this writer has written, to rewrite after Redis lost it (docs/operations.md)."""
+
+    hashes: dict[str, _HashState] = field(default_factory=dict)
+    zsets: dict[str, dict[str, float]] = field(default_factory=dict)
+    streams: dict[str, deque[tuple[int, int, list[Any]]]] = field(default_factory=dict)
+
+    def record(self, key: str, w: RedisWrite, now: float) -> None:
+        """Apply ``w`` (already accepted by Redis) the way the guarded scripts do."""
+        if isinstance(w, HashWrite):
+            h = self.hashes.get(key)
+            if h is None:
+                self.hashes[key] = _HashState(w.version, dict(w.fields), w.ttl_ms, now)
+            elif w.version >= h.version:
+                h.version, h.ttl_ms, h.written_at = w.version, w.ttl_ms, now
+                h.fields.update(w.fields)
+        elif isinstance(w, StreamAdd):
+            entries = self.streams.get(key)
+            if entries is None:
+                entries = self.streams[key] = deque(maxlen=max(1, w.maxlen))
+            if not entries or (w.ms, w.seq) > entries[-1][:2]:
+                entries.append((w.ms, w.seq, _pairs(w.fields)))
+        elif w.score is None:
+            members = self.zsets.get(key)
+            if members is not None:
+                members.pop(w.member, None)
+        else:
+            self.zsets.setdefault(key, {})[w.member] = w.score
+
+    def prune(self, now: float) -> None:
+        """Forget hashes whose TTL has run out (Redis has dropped them too)."""
+        gone = [k for k, h in self.hashes.items() if h.ttl_ms and _left_ms(h, now) <= 0]
+        for k in gone:
+            del self.hashes[k]
+
+    def __len__(self) -> int:
+        return len(self.hashes) + len(self.zsets) + len(self.streams)
+
+
+def _left_ms(h: _HashState, now: float) -> int:
+    return h.ttl_ms - int((now - h.written_at) * 1000)
+
+
 class RedisWriter:
-    """Writes batches of :data:`RedisWrite` with guards, retrying through outages."""
+    """Writes batches of :data:`RedisWrite` with guards, retrying through outages, and
+    rewrites what it wrote when Redis comes back without it (see the module docstring)."""
 
     def __init__(
         self,
@@ -115,10 +188,17 @@ class RedisWriter:
         *,
         prefix: str,
         retry_timeout_s: float = 300.0,
+        mirror: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.prefix = prefix
+        # A random id, not a clock or a hash: two writers (workers, runs) never share one.
+        self.marker = redis_key(prefix, "sink", uuid.uuid4().hex[:16])
+        self.mirror: Mirror | None = Mirror() if mirror else None
+        self.restores = 0  # how many times Redis was found to have lost our writes
+        self._acked = 0  # sequence number of the last batch known to be written
+        self._restore_pending = False
         self._client = redis.Redis.from_url(
             url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
         )
@@ -137,7 +217,20 @@ class RedisWriter:
         delay = 0.05
         while True:
             try:
-                self._send(batch)
+                lost = self._send(batch)
+                self._acked += 1
+                now = self._clock()
+                if self.mirror is not None:
+                    for w in batch:
+                        self.mirror.record(redis_key(self.prefix, w.kind, w.entity), w, now)
+                    if self._acked % _PRUNE_EVERY == 0:
+                        self.mirror.prune(now)
+                # A restore cut short by another outage is redone on the retry (the marker
+                # written by this batch would no longer show the loss).
+                self._restore_pending = self._restore_pending or lost
+                if self._restore_pending:
+                    self._restore()
+                    self._restore_pending = False
                 return len(batch)
             except _RETRYABLE as exc:
                 if self._clock() + delay > deadline:
@@ -153,8 +246,11 @@ class RedisWriter:
     def _channel(self, channel: str | None) -> str:
         return channel_name(self.prefix, channel) if channel else ""
 
-    def _send(self, batch: Sequence[RedisWrite]) -> None:
+    def _send(self, batch: Sequence[RedisWrite]) -> bool:
+        """One pipeline: read the marker, the writes, advance the marker. True if the
+        marker shows that Redis lost earlier writes (checked before this batch landed)."""
         pipe = self._client.pipeline(transaction=False)
+        pipe.hget(self.marker, "seq")
         for w in batch:
             key = redis_key(self.prefix, w.kind, w.entity)
             if isinstance(w, HashWrite):
@@ -174,6 +270,46 @@ class RedisWriter:
                     pipe.zrem(key, w.member)
                 else:
                     pipe.zadd(key, {w.member: w.score})
+        pipe.hset(self.marker, "seq", self._acked + 1)
+        pipe.pexpire(self.marker, _MARKER_TTL_MS)
+        seen = pipe.execute()[0]
+        # Behind by one is fine: a batch whose reply was lost, now retried.
+        return self._acked > 0 and (seen is None or int(seen) < self._acked)
+
+    def _restore(self) -> None:
+        """Redis lost writes: rewrite everything in the mirror (no notifications)."""
+        self.restores += 1
+        if self.mirror is None:
+            raise DeliveryError(
+                f"Redis lost this writer's data (marker {self.marker} missing or behind: a "
+                "restart without persistence?) and the sink keeps no mirror; rebuild the "
+                "state by a replay (docs/operations.md)"
+            )
+        m, now = self.mirror, self._clock()
+        log.warning(
+            "Redis lost writes (marker %s missing or behind): rewriting %d keys",
+            self.marker,
+            len(m),
+        )
+        pipe, n = self._client.pipeline(transaction=False), 0
+        for key, h in m.hashes.items():
+            ttl = max(0, _left_ms(h, now)) if h.ttl_ms else 0
+            if h.ttl_ms and ttl == 0:
+                continue  # expired meanwhile: Redis would not have it either
+            self._hset(keys=[key], args=[h.version, ttl, "", "", *_pairs(h.fields)], client=pipe)
+            n += 1
+            if n % _RESTORE_CHUNK == 0:
+                pipe.execute()
+        for key, members in m.zsets.items():
+            if members:
+                pipe.zadd(key, members)
+        for key, entries in m.streams.items():
+            # Stream ids only grow: entries of the current batch already sit at the tail,
+            # so the stream is rebuilt whole, in order.
+            pipe.delete(key)
+            for ms, seq, pairs in entries:
+                pipe.xadd(key, dict(zip(pairs[::2], pairs[1::2], strict=True)), id=f"{ms}-{seq}")
+        pipe.hset(self.marker, "seq", self._acked)
         pipe.execute()
 
     def close(self) -> None:
@@ -194,11 +330,19 @@ class _RedisSinkPartition(StatelessSinkPartition[RedisWrite]):
 class RedisSink(DynamicSink[RedisWrite]):
     """Bytewax sink: one :class:`RedisWriter` (one connection) per worker."""
 
-    def __init__(self, url: str, *, prefix: str, retry_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, retry_timeout_s: float = 300.0, mirror: bool = True
+    ) -> None:
         self._url = url
         self._prefix = prefix
         self._retry_timeout_s = retry_timeout_s
+        self._mirror = mirror
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
-        writer = RedisWriter(self._url, prefix=self._prefix, retry_timeout_s=self._retry_timeout_s)
+        writer = RedisWriter(
+            self._url,
+            prefix=self._prefix,
+            retry_timeout_s=self._retry_timeout_s,
+            mirror=self._mirror,
+        )
         return _RedisSinkPartition(writer)

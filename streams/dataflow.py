@@ -5,17 +5,22 @@ they are constants here and a test pins them.
 
     kafka_in --decode--+--(failures)---------------------------> dead_letter_out (Kafka)
                        +--ingest_summary--ingest_totals--ingest_writes--> redis_out
-                       +--(events)--> model flows (demand, customers, supply)
+                       +--(events)--dedup--> model flows (demand, customers, supply)
+                                      +--(duplicates, model failures)--> dead_letter_out
 
 Model flows plug in as :class:`FlowExtension` s: each receives the validated event stream
 and returns the Redis writes it wants; every write goes through the one ``redis_out`` sink.
 An extension prefixes its step ids with its own name (``demand.daily``...), so adding one
-never renames another's steps.
+never renames another's steps. An extension whose ``build`` also sets an ``errors`` stream
+(events it could not process, as ``process:<flow>`` dead letters) has it merged into the
+one ``dead_letter_out`` sink (step ``merge_failures``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,12 +34,23 @@ from infra.redis_sink import RedisSink
 from processors.ingest import accumulate, summarize
 from processors.records import DeadLetter, Event
 from processors.writes import RedisWrite, ingest_writes
-from streams.decode import BatchDecoder
+from streams.decode import BatchDecoder, Deduplicator
+from streams.errors import ConfigError
 from streams.kafka_io import DeadLetterSink
 from streams.registry import SchemaResolver
-from streams.settings import Settings
+from streams.settings import KafkaSettings, Settings
 
-__all__ = ["FLOW_ID", "STEP_IDS", "IngestFlow", "build_flow"]
+__all__ = [
+    "EXTENSION_STEP_IDS",
+    "FLOW_ID",
+    "STEP_IDS",
+    "IngestFlow",
+    "build_flow",
+    "extension_errors",
+    "wait_for_topics",
+]
+
+log = logging.getLogger(__name__)
 
 FLOW_ID = "retailpulse"
 STEP_IDS = (
@@ -47,6 +63,15 @@ STEP_IDS = (
     "ingest_writes",
     "redis_out",
 )
+# Only present with model flows (merge_failures: with one that sets ``errors``).
+# None holds state (dedup's window is deliberately not snapshotted: streams/decode.py).
+EXTENSION_STEP_IDS = (
+    "dedup",
+    "split_duplicates",
+    "merge_duplicates",
+    "merge_writes",
+    "merge_failures",
+)
 
 
 class FlowExtension(Protocol):
@@ -55,6 +80,12 @@ class FlowExtension(Protocol):
     name: str
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]: ...
+
+
+def extension_errors(ext: FlowExtension) -> Stream[DeadLetter] | None:
+    """The dead letters a built extension emits, if it has any (the optional ``errors``)."""
+    errors: Stream[DeadLetter] | None = getattr(ext, "errors", None)
+    return errors
 
 
 @dataclass(frozen=True)
@@ -80,6 +111,7 @@ def build_flow(
     """
     topic_families = {topic: family for family, topic in settings.topics.input_topics().items()}
     if source is None:
+        wait_for_topics(settings.kafka, list(topic_families))
         source = KafkaSource(
             brokers=[settings.kafka.bootstrap_servers],
             topics=list(topic_families),
@@ -107,16 +139,25 @@ def build_flow(
     split = op.branch("split_failures", decoded, lambda item: isinstance(item, Event))
     failures: Stream[DeadLetter] = split.falses  # type: ignore[assignment]
     events: Stream[Event] = split.trues  # type: ignore[assignment]
-    if dead_letter_sink is None:
-        dead_letter_sink = DeadLetterSink(settings.kafka, settings.topics.dead_letter)
-    op.output("dead_letter_out", failures, dead_letter_sink)
-
     deltas = op.flat_map_batch("ingest_summary", decoded, summarize)
     totals = op.stateful_map("ingest_totals", deltas, accumulate)
     writes: Stream[RedisWrite] = op.flat_map("ingest_writes", totals, ingest_writes)
     if extensions:
-        extra = [ext.build(events, settings) for ext in extensions]
+        # Only the model flows count an event twice if it was produced twice: drop repeats
+        # (as dead letters) on their way in; the ingest counters above count records.
+        checked = op.flat_map_batch("dedup", events, Deduplicator(settings))
+        unique = op.branch("split_duplicates", checked, lambda item: isinstance(item, Event))
+        failures = op.merge("merge_duplicates", failures, unique.falses)
+        model_events: Stream[Event] = unique.trues  # type: ignore[assignment]
+        extra = [ext.build(model_events, settings) for ext in extensions]
         writes = op.merge("merge_writes", writes, *extra)
+        # Read after build(): a flow sets its errors stream while wiring its steps.
+        flow_errors = [e for e in map(extension_errors, extensions) if e is not None]
+        if flow_errors:
+            failures = op.merge("merge_failures", failures, *flow_errors)
+    if dead_letter_sink is None:
+        dead_letter_sink = DeadLetterSink(settings.kafka, settings.topics.dead_letter)
+    op.output("dead_letter_out", failures, dead_letter_sink)
     if redis_sink is None:
         redis_sink = RedisSink(
             settings.redis.require_url(),
@@ -125,3 +166,50 @@ def build_flow(
         )
     op.output("redis_out", writes, redis_sink)
     return IngestFlow(flow, events, writes)
+
+
+def wait_for_topics(
+    kafka: KafkaSettings,
+    topics: Sequence[str],
+    *,
+    missing_grace_s: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Block until the broker answers and lists every input topic.
+
+    A broker that does not answer is waited for indefinitely (logged every ~30 s): the flow
+    starts with the broker, whichever comes first. A broker that answers without our topics
+    gets ``missing_grace_s`` (someone may be running ``retailpulse topics create``), then
+    :class:`ConfigError`. Without this, Bytewax's KafkaSource fails at once on a topic that
+    is not there yet.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    config: dict[str, Any] = {**kafka.client_config(), "log_level": 0}
+    config["error_cb"] = lambda _err: None  # "broker down" is expected here: no log spam
+    admin = AdminClient(config)
+    started = clock()
+    missing_since: float | None = None
+    next_log = started + 30.0
+    while True:
+        try:
+            listed = admin.list_topics(timeout=2.0).topics or {}
+        except KafkaException as exc:  # broker down or unreachable: keep waiting
+            missing_since, why = None, f"broker {kafka.bootstrap_servers} does not answer ({exc})"
+        else:
+            missing = [t for t in topics if t not in listed or listed[t].error is not None]
+            if not missing:
+                return
+            now = clock()
+            missing_since = now if missing_since is None else missing_since
+            if now - missing_since >= missing_grace_s:
+                raise ConfigError(
+                    f"input topics missing on {kafka.bootstrap_servers}: {', '.join(missing)} "
+                    "(create them with `retailpulse topics create`)"
+                )
+            why = f"topics missing: {', '.join(missing)}"
+        if clock() >= next_log:
+            log.warning("waiting for Kafka for %.0f s: %s", clock() - started, why)
+            next_log = clock() + 30.0
+        time.sleep(0.5)

@@ -4,7 +4,8 @@
            --customers_key--> one key ("all"): one global churn model (docs/customers.md)
            --customers_book--> CustomerBook (profiles, labels, models), writes collapsed
                                per batch: the last score per customer
-           --customers_writes--> RedisWrite
+           --customers_split_errors--+--customers_writes--> RedisWrite
+                                     +--customers_errors--> process:customers dead letters
 
 Everything is driven by event time: the watermark is the largest event time seen; once per
 event-time day a sweep evicts idle customers to packed bytes, forgets long-gone ones,
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bytewax.operators as op
@@ -30,8 +31,9 @@ from processors.customer_book import (
     CustomerSettings,
     score_writes,
 )
-from processors.records import Event
+from processors.records import DeadLetter, Event
 from processors.writes import HashWrite, RedisWrite
+from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
 __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "churn_report"]
@@ -39,21 +41,39 @@ __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "
 log = logging.getLogger(__name__)
 
 
-class _BookLogic(StatefulBatchLogic[Event, RedisWrite, CustomerBook]):
-    def __init__(self, book: CustomerBook) -> None:
+class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", CustomerBook]):
+    def __init__(
+        self,
+        book: CustomerBook,
+        failures: EventDeadLetters,
+        fault: Callable[[Event], None] | None = None,
+    ) -> None:
         self.book = book
+        self.failures = failures
+        self.fault = fault
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite], bool]:
-        book = self.book
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        book, fault = self.book, self.fault
+        # The raising entry point: process() swallows errors into a counter, but a bad event
+        # must reach the dead-letter topic with its reason (docs/dead-letters.md).
+        process = getattr(book, "_process", book.process)
         last: dict[str, CustomerScore] = {}
         alerts: list[CustomerScore] = []
         labels_before, wm_before = book.metrics.n, book.watermark
+        out: list[RedisWrite | DeadLetter] = []
         for ev in values:
-            for s in book.process(ev):
+            try:
+                if fault is not None:
+                    fault(ev)
+                scores = process(ev)
+            except Exception as exc:  # one bad event must not stop the flow
+                book.errors += 1
+                out.append(self.failures.dead_letter(ev, exc))
+                continue
+            for s in scores:
                 last[s.customer] = s  # only the newest score per customer leaves the batch
                 if s.alert:
                     alerts.append(s)
-        out: list[RedisWrite] = []
         for s in last.values():
             out.extend(score_writes(s, book.cfg))
         for s in alerts:  # an alert is never collapsed away by a later score
@@ -75,11 +95,19 @@ class CustomerFlow:
 
     name = "customers"
 
-    def __init__(self, config: CustomerSettings | None = None) -> None:
+    def __init__(
+        self,
+        config: CustomerSettings | None = None,
+        *,
+        fault: Callable[[Event], None] | None = None,
+    ) -> None:
         self.config = config or CustomerSettings()
+        self.fault = fault  # tests only: called per event; what it raises is a model error
+        self.errors: Stream[DeadLetter] | None = None  # set by build(): process:customers
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
-        cfg = self.config
+        cfg, fault = self.config, self.fault
+        failures = process_failures(self.name, settings)
         mine = op.filter(
             "customers_only_mine",
             events,
@@ -87,9 +115,17 @@ class CustomerFlow:
         )
         keyed = op.key_on("customers_key", mine, lambda _e: "all")
         books = op.stateful_batch(
-            "customers_book", keyed, lambda resume: _BookLogic(resume or CustomerBook(cfg))
+            "customers_book",
+            keyed,
+            lambda resume: _BookLogic(resume or CustomerBook(cfg), failures, fault),
         )
-        return op.key_rm("customers_writes", books)
+        split = op.branch("customers_split_errors", books, _is_write)
+        self.errors = op.key_rm("customers_errors", split.falses)  # type: ignore[arg-type]
+        return op.key_rm("customers_writes", split.trues)  # type: ignore[arg-type]
+
+
+def _is_write(kv: tuple[str, Any]) -> bool:
+    return not isinstance(kv[1], DeadLetter)
 
 
 def churn_report(client: redis.Redis, prefix: str) -> str:

@@ -1,13 +1,16 @@
 """The demand forecasting flow: orders -> closed days -> online model -> coherent forecasts.
 
-    events --demand_relevant--demand_key--demand_engine (one keyed state)--demand_unkey--> writes
+    events --demand_relevant--demand_key--demand_engine (one keyed state)
+           --demand_split_errors--+--demand_unkey--> writes
+                                  +--demand_errors--> process:demand dead letters
 
-The work itself is :class:`processors.demand_engine.DemandEngine` (docs/demand.md).
+The work itself is :class:`processors.demand_engine.DemandEngine` (docs/demand.md). An
+event the engine raises on becomes a dead letter (docs/dead-letters.md) and the batch goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import bytewax.operators as op
@@ -17,8 +20,9 @@ from bytewax.operators import StatefulBatchLogic
 
 from processors.demand_engine import _FAMILIES, DemandEngine, DemandSettings
 from processors.reconcile import LEVELS
-from processors.records import Event
+from processors.records import DeadLetter, Event
 from processors.writes import RedisWrite
+from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
 __all__ = ["DemandEngine", "DemandFlow", "DemandSettings", "demand_report"]
@@ -27,38 +31,72 @@ NAME = "demand"
 
 
 class DemandFlow:
-    """FlowExtension ``demand``: daily forecasts for every level of the hierarchy."""
+    """FlowExtension ``demand``: daily forecasts for every level of the hierarchy.
+
+    ``fault`` (tests only) is called on every event before the engine sees it; what it
+    raises is handled like an engine error, so tests can make the model fail on demand.
+    """
 
     name = NAME
 
-    def __init__(self, config: DemandSettings | None = None) -> None:
+    def __init__(
+        self, config: DemandSettings | None = None, *, fault: Callable[[Event], None] | None = None
+    ) -> None:
         self.config = config or DemandSettings()
+        self.fault = fault
         self.output: Stream[RedisWrite] | None = None  # set by build(); the supply flow reads it
+        self.errors: Stream[DeadLetter] | None = None  # set by build(): process:demand letters
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
-        cfg, tz = self.config, settings.run.timezone
+        cfg, tz, fault = self.config, settings.run.timezone, self.fault
+        failures = process_failures(NAME, settings)
 
         relevant = op.filter(f"{NAME}_relevant", events, lambda e: e.family in _FAMILIES)
         keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: "all")
         out = op.stateful_batch(
-            f"{NAME}_engine", keyed, lambda state: _EngineLogic(state or DemandEngine(cfg, tz))
+            f"{NAME}_engine",
+            keyed,
+            lambda state: _EngineLogic(state or DemandEngine(cfg, tz), failures, fault),
         )
-        self.output = op.key_rm(f"{NAME}_unkey", out)
+        split = op.branch(f"{NAME}_split_errors", out, _is_write)
+        self.output = op.key_rm(f"{NAME}_unkey", split.trues)  # type: ignore[arg-type]
+        self.errors = op.key_rm(f"{NAME}_errors", split.falses)  # type: ignore[arg-type]
         return self.output
 
 
-class _EngineLogic(StatefulBatchLogic[Event, RedisWrite, DemandEngine]):
+def _is_write(kv: tuple[str, Any]) -> bool:
+    return not isinstance(kv[1], DeadLetter)
+
+
+class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", DemandEngine]):
     """Runs the engine over a batch, then republishes once if series were added."""
 
-    def __init__(self, engine: DemandEngine) -> None:
+    def __init__(
+        self,
+        engine: DemandEngine,
+        failures: EventDeadLetters,
+        fault: Callable[[Event], None] | None = None,
+    ) -> None:
         self.engine = engine
+        self.failures = failures
+        self.fault = fault
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite], bool]:
-        writes: list[RedisWrite] = []
+    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        engine, fault = self.engine, self.fault
+        # The raising entry point: on_event() swallows errors into a counter, but a bad
+        # event must reach the dead-letter topic with its reason (docs/dead-letters.md).
+        on_event = getattr(engine, "_on_event", engine.on_event)
+        out: list[RedisWrite | DeadLetter] = []
         for e in values:
-            writes.extend(self.engine.on_event(e))
-        writes.extend(self.engine.flush())
-        return writes, StatefulBatchLogic.RETAIN
+            try:
+                if fault is not None:
+                    fault(e)
+                out.extend(on_event(e))
+            except Exception as exc:  # one bad event must not stop the flow
+                engine.bad_events += 1
+                out.append(self.failures.dead_letter(e, exc))
+        out.extend(engine.flush())
+        return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> DemandEngine:
         return self.engine

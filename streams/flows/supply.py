@@ -3,7 +3,9 @@
     events --supply_route--+-- supplier events (key "supply") ------------+
                            +-- order lines, snapshots (key "store:<id>") --+
                  --supply_cover (days of cover per store; supplier events pass)--
-                 --supply_to_engine (key "supply")--supply_state--supply_writes--> writes
+                 --supply_to_engine (key "supply")--supply_state--supply_split_errors--+
+                    +--supply_writes--> writes
+                    +--supply_errors--> process:supply dead letters (events that raised)
 
 Supplier events are few (one PO makes ~4), so every supplier is handled by ONE keyed state
 (:class:`SupplyEngine`): the shared River lead-time model and the shared HalfSpaceTrees
@@ -18,17 +20,18 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import bytewax.operators as op
 import redis
 from bytewax.dataflow import Stream
 
-from processors.records import Event
+from processors.records import DeadLetter, Event
 from processors.supply_engine import SupplyEngine, SupplySettings, detection_scores
 from processors.supply_impact import Cover, CoverTracker
 from processors.writes import HashWrite, RedisWrite
+from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
 __all__ = ["SupplyEngine", "SupplyFlow", "SupplySettings", "detection_scores", "supply_report"]
@@ -40,14 +43,31 @@ log = logging.getLogger(__name__)
 _KEY = "supply"  # the one key of the engine's state (see the module docstring)
 
 
-def _route(batch: list[Event]) -> list[tuple[str, Any]]:
+class _Router:
     """One call per batch: supplier events to the engine's key, stock moves grouped per
     store (one item per store and batch, so orders cost one loop step each, not an
-    operator hop per line)."""
+    operator hop per line). An event that cannot be routed goes, as a dead letter, to the
+    engine's key, which passes it on to ``supply_errors``."""
+
+    def __init__(
+        self, failures: EventDeadLetters, fault: Callable[[Event], None] | None = None
+    ) -> None:
+        self.failures = failures
+        self.fault = fault
+
+    def __call__(self, batch: list[Event]) -> list[tuple[str, Any]]:
+        return _route(batch, self.failures, self.fault)
+
+
+def _route(
+    batch: list[Event], failures: EventDeadLetters, fault: Callable[[Event], None] | None
+) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     per_store: dict[str, list[tuple[str, str, int, int]]] = {}
     for e in batch:
         try:
+            if fault is not None:
+                fault(e)
             if e.family == "supplier":
                 out.append((_KEY, e))
                 continue
@@ -63,8 +83,8 @@ def _route(batch: list[Event]) -> list[tuple[str, Any]]:
             else:
                 continue
             per_store.setdefault(v["store_id"], []).extend(moves)
-        except Exception:  # a malformed record must not stop the flow: log it, go on
-            log.exception("supply: could not route %s event %r", e.family, e.value)
+        except Exception as exc:  # a malformed record must not stop the flow
+            out.append((_KEY, failures.dead_letter(e, exc)))
     out.extend((f"store:{store}", moves) for store, moves in per_store.items())
     return out
 
@@ -80,8 +100,8 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
         self.trackers: dict[str, CoverTracker] = pickle.loads(resume) if resume else {}
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
-        if values and isinstance(values[0], Event):
-            return values, op.StatefulBatchLogic.DISCARD  # the engine's key: no state here
+        if values and not isinstance(values[0], list):  # the engine's key: no state here
+            return values, op.StatefulBatchLogic.DISCARD
         covers: list[tuple[str, Cover]] = []
         for moves in values:
             for kind, sku, units, t in moves:
@@ -103,27 +123,40 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
         return pickle.dumps(self.trackers, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class _EngineLogic(op.StatefulBatchLogic[Any, RedisWrite, bytes]):
+class _EngineLogic(op.StatefulBatchLogic[Any, "RedisWrite | DeadLetter", bytes]):
     """Feeds a batch to the engine; its snapshot is a pickle (cheaper than a deepcopy)."""
 
-    def __init__(self, settings: SupplySettings, resume: bytes | None) -> None:
+    def __init__(
+        self,
+        settings: SupplySettings,
+        resume: bytes | None,
+        failures: EventDeadLetters | None = None,  # None: count and log only
+    ) -> None:
         self.engine: SupplyEngine = (
             pickle.loads(resume) if resume is not None else SupplyEngine(settings)
         )
+        self.failures = failures
 
-    def on_batch(self, values: list[Any]) -> tuple[Iterable[RedisWrite], bool]:
-        eng, out = self.engine, []
+    def on_batch(self, values: list[Any]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        eng = self.engine
+        out: list[RedisWrite | DeadLetter] = []
         for item in values:
             try:
                 if isinstance(item, Event):
                     out.extend(eng.on_supplier(item.value, item.event_time))
+                elif isinstance(item, DeadLetter):  # from _route: on to supply_errors
+                    eng.errors += 1
+                    out.append(item)
                 else:
                     _, store, covers = item
                     for sku, cover in covers:
                         eng.on_cover(sku, store, cover)
-            except Exception:  # bad input must not stop the flow: count it, log it, go on
+            except Exception as exc:  # bad input must not stop the flow: count it, go on
                 eng.errors += 1
-                log.exception("supply: could not process %r", item)
+                if isinstance(item, Event) and self.failures is not None:
+                    out.append(self.failures.dead_letter(item, exc))
+                else:  # covers summarise many events: no one record to dead-letter
+                    log.exception("supply: could not process %r", item)
         out.extend(eng.flush())
         return out, op.StatefulBatchLogic.RETAIN
 
@@ -181,14 +214,21 @@ class SupplyFlow:
     name = "supply"
 
     def __init__(
-        self, settings: SupplySettings | None = None, *, forecasts: ForecastSource | None = None
+        self,
+        settings: SupplySettings | None = None,
+        *,
+        forecasts: ForecastSource | None = None,
+        fault: Callable[[Event], None] | None = None,
     ) -> None:
         self.settings = settings or SupplySettings()
         self.forecasts = forecasts
+        self.fault = fault  # tests only: called per event; what it raises is a model error
+        self.errors: Stream[DeadLetter] | None = None  # set by build(): process:supply
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         s = self.settings
-        routed = op.flat_map_batch("supply_route", events, _route)
+        failures = process_failures(self.name, settings)
+        routed = op.flat_map_batch("supply_route", events, _Router(failures, self.fault))
         if self.forecasts is not None and self.forecasts.output is not None:
             forecasts = op.flat_map("supply_forecasts", self.forecasts.output, _forecast_moves)
             routed = op.merge("supply_with_forecasts", routed, forecasts)
@@ -196,8 +236,14 @@ class SupplyFlow:
             "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r)
         )
         to_engine = op.map("supply_to_engine", covered, _to_engine)
-        state = op.stateful_batch("supply_state", to_engine, lambda r: _EngineLogic(s, r))
-        return op.key_rm("supply_writes", state)
+        state = op.stateful_batch("supply_state", to_engine, lambda r: _EngineLogic(s, r, failures))
+        split = op.branch("supply_split_errors", state, _is_write)
+        self.errors = op.key_rm("supply_errors", split.falses)  # type: ignore[arg-type]
+        return op.key_rm("supply_writes", split.trues)  # type: ignore[arg-type]
+
+
+def _is_write(kv: tuple[str, Any]) -> bool:
+    return not isinstance(kv[1], DeadLetter)
 
 
 # -- report ---------------------------------------------------------------------------------
