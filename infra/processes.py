@@ -12,14 +12,16 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "HOST",
+    "Child",
     "free_port",
     "kafka_answers",
     "log_tail",
@@ -193,3 +195,69 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
         return False
     finally:
         client.close()
+
+
+class Child:
+    """A child process of ours (the flows, the dashboard): logged to a file, stopped by PID.
+
+    It gets ``stop_signal`` from the kernel when our thread dies (PR_SET_PDEATHSIG), so even a
+    ``kill -9`` of the parent leaves nothing behind; :meth:`stop` sends the same signal, waits,
+    then SIGKILLs. Start it from the main thread (see :func:`_death_signal_preexec`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        *,
+        stop_signal: signal.Signals = signal.SIGINT,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name, self.argv, self.log_path = name, argv, log_path
+        self.stop_signal = stop_signal
+        self._env = dict(env) if env is not None else None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            # Same session as us, so a terminal's Ctrl-C reaches the child too; the child
+            # sees SIGINT as KeyboardInterrupt and shuts down on its own.
+            self._proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._env,
+                preexec_fn=_death_signal_preexec(self.stop_signal),
+            )
+        return self
+
+    def exit_code(self) -> int | None:
+        """None while it runs (or before it started), else its exit status."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Signal, wait up to ``timeout`` s, then SIGKILL. Safe to call twice."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.send_signal(self.stop_signal)
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5.0)
+        except ProcessLookupError:
+            pass
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
