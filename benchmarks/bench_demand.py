@@ -18,6 +18,7 @@ The first ``warmup`` days are not scored. Throughput: events and order lines per
 through the engine; memory: peak RSS and the pickled state size (the snapshot).
 
     python -m benchmarks.bench_demand [DAYS [START]] [--no-ets] [--set=field=value ...]
+        [--sim=field=value ...]
 
 Default: 490 days from 2023-09-01 (two Black Friday and Christmas seasons).
 """
@@ -108,8 +109,9 @@ def main(
     overrides: dict[str, float] | None = None,
     name: str = "demand",
     start: date = date(2023, 9, 1),
+    sim_overrides: dict[str, int] | None = None,
 ) -> None:
-    cfg = SimulationConfig(seed=11, start_date=start, days=days)
+    cfg = SimulationConfig(seed=11, start_date=start, days=days, **(sim_overrides or {}))
     t0 = time.perf_counter()
     sim = Simulator(cfg)
     events = [
@@ -125,7 +127,8 @@ def main(
     def capture(cd):  # type: ignore[no-untyped-def]
         writes = close(cd)
         captured[cd.day] = {
-            lv: a[:, :, [0, 2]].astype(np.float32) for lv, a in engine.history[cd.day].items()
+            lv: a.astype(np.float32)
+            for lv, a in engine.history[cd.day].items()  # mean p10 p50 p90
         }
         return writes
 
@@ -153,7 +156,7 @@ def main(
 
     def score(level: str, h: int, segment: str = "all", subset: np.ndarray | None = None):
         k = HORIZONS.index(h)
-        acc = np.zeros(6)  # n, ae p50, ae naive, ae floor, abs actual, ae mean
+        acc = np.zeros(7)  # n, ae p50, ae naive, ae floor, abs actual, ae mean, in [p10, p90]
         for d in days_sorted:
             o = d - h
             if d < first or o not in captured:
@@ -176,11 +179,12 @@ def main(
             y = actual[d][level][sel]
             acc += [
                 len(sel),
-                np.abs(y - f[sel, k, 1]).sum(),
+                np.abs(y - f[sel, k, 2]).sum(),
                 np.abs(y - actual[naive_day][level][sel]).sum(),
                 np.abs(y - expected[d][level][sel]).sum(),
                 y.sum(),
                 np.abs(y - f[sel, k, 0]).sum(),
+                ((y >= f[sel, k, 1]) & (y <= f[sel, k, 3])).sum(),
             ]
         n = max(acc[0], 1)
         return {
@@ -193,9 +197,11 @@ def main(
             "mase_floor": acc[3] / acc[2] if acc[2] else None,
             "wape": acc[5] / acc[4] if acc[4] else None,
             "wape_floor": acc[3] / acc[4] if acc[4] else None,
+            "coverage_p10_p90": acc[6] / n,
         }
 
     per_level = {f"{lv}:h{h}": score(lv, h) for lv in LEVELS for h in HORIZONS}
+    normal = {f"{lv}:h{h}": score(lv, h, "normal") for lv in LEVELS for h in HORIZONS}
     segments = {
         f"{seg}:{lv}:h{h}": score(lv, h, seg)
         for seg in (*seasons, "normal")
@@ -220,6 +226,8 @@ def main(
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "state_snapshot_mb": round(state_mb, 2),
         "per_level": per_level,
+        "normal_days": normal,
+        "holiday_ratio": _holiday_ratios(segments, seasons),
         "segments": segments,
         "cold_start": cold,
         # the flow's own running scores (warm-up included): coverage of [p10, p90]
@@ -227,8 +235,37 @@ def main(
     }
     if with_ets:
         figures["ets"] = _ets_compare(tree, actual, captured, days_sorted, first, ets_every)
+    # the total level on every holiday-season day: what the week-level ratios are made of
+    k1, k7 = HORIZONS.index(1), HORIZONS.index(7)
+    figures["holiday_days_total"] = {
+        str(date.fromordinal(d + 719_163)): {
+            "actual": round(float(actual[d]["total"][0]), 1),
+            "expected": round(float(expected[d]["total"][0]), 1),
+            "mean_h1": round(float(captured[d - 1]["total"][0, k1, 0]), 1),
+            "mean_h7": round(float(captured[d - 7]["total"][0, k7, 0]), 1),
+        }
+        for d in sorted(holiday_days)
+        if d in actual and d - 1 in captured and d - 7 in captured
+    }
     figures["settings"] = {k: str(v) for k, v in dataclasses.asdict(settings).items()}
     write_result(name, figures)
+
+
+def _holiday_ratios(segments, seasons):  # type: ignore[no-untyped-def]
+    """Holiday-week error over normal weeks' per level and horizon, two readings: WAPE
+    (scale-free: holiday demand is several times normal) and plain MAE (absolute units)."""
+    out = {}
+    for key, seg in segments.items():
+        name, lv, h = key.split(":")
+        base = segments.get(f"normal:{lv}:{h}")
+        if name == "normal" or name not in seasons or not base or not seg["n"]:
+            continue
+        out[key] = {
+            "wape_ratio": seg["wape"] / base["wape"] if seg["wape"] and base["wape"] else None,
+            "mae_ratio": seg["mae"] / base["mae"] if base["mae"] else None,
+            "mase_ratio": seg["mase"] / base["mase"] if seg["mase"] and base["mase"] else None,
+        }
+    return out
 
 
 def _ets_compare(tree, actual, captured, days_sorted, first, every):  # type: ignore[no-untyped-def]
@@ -257,7 +294,7 @@ def _ets_compare(tree, actual, captured, days_sorted, first, every):  # type: ig
                     continue
                 for k, h in enumerate(HORIZONS):
                     y = actual[origin + h][level][j]
-                    acc[h] += [1, abs(y - f[j, k, 1]), abs(y - ets[h - 1])]
+                    acc[h] += [1, abs(y - f[j, k, 2]), abs(y - ets[h - 1])]
         out[level] = {
             f"h{h}": {
                 "n": int(a[0]),
@@ -275,11 +312,21 @@ if __name__ == "__main__":
     # --set name=value overrides a DemandSettings field (for the design measurements)
     sets = dict(a[len("--set=") :].split("=", 1) for a in sys.argv[1:] if a.startswith("--set="))
     ints = ("fourier_terms", "horizon_days")
-    bools = ("series_features", "click_features", "adagrad")
+    bools = ("series_features", "click_features", "adagrad", "event_effects", "event_priors")
     over = {
         k: (v == "1" if k in bools else int(v) if k in ints else float(v)) for k, v in sets.items()
     }
-    tag = "demand" + "".join(f"_{k}{v}" for k, v in sets.items())
+    # --sim=name=value overrides an integer SimulationConfig field (reduced runs: --sim=skus=60)
+    sim_args = [a[len("--sim=") :].split("=", 1) for a in sys.argv[1:] if a.startswith("--sim=")]
+    sims = {k: int(v) for k, v in sim_args}
+    tag = "demand" + "".join(f"_{k}{v}" for k, v in {**sets, **sims}.items())
     start = date.fromisoformat(args[1]) if len(args) > 1 else date(2023, 9, 1)
     days = int(args[0]) if args else 490
-    main(days, with_ets="--no-ets" not in sys.argv, overrides=over, name=tag, start=start)
+    main(
+        days,
+        with_ets="--no-ets" not in sys.argv,
+        overrides=over,
+        name=tag,
+        start=start,
+        sim_overrides=sims,
+    )

@@ -42,6 +42,8 @@ import numpy as np
 from river import linear_model, optim
 
 from models.base import OnlineModel
+from models.demand_events import EventEffects
+from models.demand_quantiles import ResidualQuantiles
 from processors.calendar_features import CalendarFeatures, from_epoch_day
 
 __all__ = ["DemandForecaster", "DemandModel", "ResidualQuantiles"]
@@ -49,6 +51,10 @@ __all__ = ["DemandForecaster", "DemandModel", "ResidualQuantiles"]
 _CROSSED = ("sin_1", "cos_1", "sin_2", "cos_2", "holiday", "black_friday", "cyber_monday",
             "bf_weekend", "christmas_eve", "week_before_christmas", "after_christmas",
             "to_christmas", "to_black_friday")  # fmt: skip
+# Event indicators: with event effects on (the default) events leave the GLM for
+# models/demand_events.py, which learns each from one occurrence.
+_EVENT_FLAGS = frozenset({"holiday", "black_friday", "cyber_monday", "bf_weekend",
+                          "christmas_eve", "week_before_christmas", "after_christmas"})  # fmt: skip
 _AGE_EDGES = (4, 11, 28)  # age buckets [0,4), [4,11), [11,28) days; older: no feature
 _VOLUME_HALF_WEIGHT = 10.0  # expected units/day at which a department-day counts half
 _ETA_CLIP = 6.0  # exp(6) ~ 400x: a guard against a diverging step, never reached in practice
@@ -56,6 +62,9 @@ _ETA_CLIP = 6.0  # exp(6) ~ 400x: a guard against a diverging step, never reache
 
 class DemandModel(OnlineModel):
     """The global log-link GLM (River ``LinearRegression`` with the Poisson loss)."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 2  # 2: event flags can leave the GLM
 
     def __init__(
         self,
@@ -66,8 +75,10 @@ class DemandModel(OnlineModel):
         intercept: bool = True,
         fourier_terms: int = 3,
         adagrad: bool = False,
+        event_flags: bool = True,
     ) -> None:
         self.calendar = CalendarFeatures(country, fourier_terms)
+        self.event_flags = event_flags
         self.glm = linear_model.LinearRegression(
             # AdaGrad: per-feature steps, so a retail event seen once a year still moves
             # its weight as far as the weekday weights move in a week.
@@ -86,6 +97,8 @@ class DemandModel(OnlineModel):
         x = self._cal_cache.get(key)
         if x is None:
             base = self.calendar.features(from_epoch_day(day))
+            if not self.event_flags:
+                base = {k: v for k, v in base.items() if k not in _EVENT_FLAGS}
             x = dict(base)
             for name in _CROSSED:
                 v = base.get(name, 0.0)
@@ -138,69 +151,6 @@ class DemandModel(OnlineModel):
         return self.predict_one(x)
 
 
-class ResidualQuantiles:
-    """Quantiles from the model's own recent errors, per (level, horizon bucket, rate bin).
-
-    Residuals are scaled by the Poisson standard deviation, ``r = (y - mu) / sqrt(mu)``,
-    and kept in a ring of the last ``window`` per bucket; the forecast quantile is
-    ``max(0, mu + q_r * sqrt(mu))``. Binning by the forecast rate keeps the skew of slow
-    movers (mostly zeros) apart from the near-normal errors of busy series.
-    """
-
-    EDGES = np.array([0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
-
-    def __init__(self, probs: tuple[float, ...] = (0.1, 0.5, 0.9), window: int = 2000) -> None:
-        self.probs = probs
-        self.window = window
-        self._rings: dict[tuple[str, int, int], np.ndarray] = {}
-        self._fill: dict[tuple[str, int, int], int] = {}
-        self._tables: dict[tuple[str, int], np.ndarray] = {}
-
-    def add(self, level: str, bucket: int, mu: np.ndarray, y: np.ndarray) -> None:
-        mu = np.maximum(mu, 1e-6)
-        r = (y - mu) / np.sqrt(mu)
-        bins = np.digitize(mu, self.EDGES)
-        for b in np.unique(bins):
-            vals = r[bins == b][-self.window :]
-            key = (level, bucket, int(b))
-            ring = self._rings.get(key)
-            if ring is None:
-                ring = self._rings[key] = np.zeros(self.window)
-            pos = self._fill.get(key, 0)
-            idx = (pos + np.arange(len(vals))) % self.window
-            ring[idx] = vals
-            self._fill[key] = pos + len(vals)
-        self._tables.pop((level, bucket), None)
-
-    def _table(self, level: str, bucket: int) -> np.ndarray:
-        table = self._tables.get((level, bucket))
-        if table is None:
-            z = {0.1: -1.2816, 0.5: 0.0, 0.9: 1.2816}  # normal approximation until data
-            table = np.array([[z.get(p, 0.0) for p in self.probs]] * (len(self.EDGES) + 1))
-            for b in range(len(self.EDGES) + 1):
-                n = min(self._fill.get((level, bucket, b), 0), self.window)
-                if n >= 30:
-                    table[b] = np.quantile(self._rings[(level, bucket, b)][:n], self.probs)
-            self._tables[(level, bucket)] = table
-        return table
-
-    def quantiles(self, level: str, buckets: np.ndarray, mu: np.ndarray) -> list[np.ndarray]:
-        """Quantile arrays (one per prob) for forecasts ``mu`` of shape (n, H).
-
-        ``buckets[h]`` is the horizon bucket of column h.
-        """
-        bins = np.digitize(mu, self.EDGES)
-        scale = np.sqrt(np.maximum(mu, 0.0))
-        out = [np.empty_like(mu) for _ in self.probs]
-        for bucket in np.unique(buckets):
-            cols = buckets == bucket
-            table = self._table(level, int(bucket))
-            for j in range(len(self.probs)):
-                q = mu[:, cols] + table[bins[:, cols], j] * scale[:, cols]
-                out[j][:, cols] = np.maximum(q, 0.0)
-        return out
-
-
 class DemandForecaster:
     """Per-series levels (numpy arrays, grown as series appear) around two small GLMs.
 
@@ -211,6 +161,9 @@ class DemandForecaster:
     forecast swing by +-40% from day to day). ``series`` learns the promotion, price and
     launch-age effects from the series that have such features, with no intercept.
     """
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 2  # 2: event effects, level drift
 
     def __init__(
         self,
@@ -225,14 +178,39 @@ class DemandForecaster:
         group_alpha: float = 0.0,
         fourier_terms: int = 0,
         adagrad: bool = False,
+        event_effects: bool = True,
+        event_priors: bool = True,
+        event_prior_weight: float = 0.1,
+        event_level_weight: float = 0.25,
+        drift_alpha: float = 0.1,
+        drift_damping: float = 0.95,
     ) -> None:
         self.horizon = horizon
+        # One-shot pooled event effects (models/demand_events.py); None: the GLM's flags.
+        self.events = (
+            EventEffects(None if event_priors else {}, prior_weight=event_prior_weight)
+            if event_effects
+            else None
+        )
+        # An event day's demand is mostly the event: it moves the levels this much less.
+        self.event_level_weight = event_level_weight
+        # Level drift per department (0: off): the levels are ~20-day means, so they lag a
+        # seasonal rise or fall; ``drift`` is the smoothed log ratio of today's
+        # deseasonalised units to the levels (the lag's size), extrapolated with damping.
+        self.drift_alpha = drift_alpha
+        self.drift_damping = drift_damping
+        self.drift = np.zeros(0)
         self.group_alpha = group_alpha
         self.alpha_min = alpha_min
         self.prior_days = prior_days
         self.series_features = series_features
         self.calendar = DemandModel(
-            country=country, lr=lr, intercept=False, fourier_terms=fourier_terms, adagrad=adagrad
+            country=country,
+            lr=lr,
+            intercept=False,
+            fourier_terms=fourier_terms,
+            adagrad=adagrad,
+            event_flags=not event_effects,
         )
         self.series = linear_model.LinearRegression(
             optimizer=optim.SGD(series_lr),
@@ -258,6 +236,7 @@ class DemandForecaster:
     def _code(self, department: str) -> int:
         if department not in self.departments:
             self.departments.append(department)
+            self.drift = np.append(self.drift, 0.0)
         return self.departments.index(department)
 
     def add_series(
@@ -334,11 +313,21 @@ class DemandForecaster:
             x[f"age_{bucket}"] = 1.0
         return x
 
-    def _calendar_eta(self, day: int) -> np.ndarray:
+    def event(self, day: int) -> str | None:
+        """The calendar event of ``day`` when event effects are on, else None."""
+        if self.events is None:
+            return None
+        return self.calendar.calendar.event(from_epoch_day(day))
+
+    def _calendar_eta(self, day: int, with_event: bool = True) -> np.ndarray:
         w = self.calendar.weights()
-        return np.array(
+        eta = np.array(
             [self.calendar.eta(self.calendar.calendar_x(d, day), w) for d in self.departments]
         )
+        event = self.event(day) if with_event else None
+        if event is not None and self.events is not None:
+            eta += np.array([self.events.effect(event, d) for d in self.departments])
+        return eta
 
     def learn_day(self, day: int, y: np.ndarray) -> None:
         """Learn the closed ``day``'s actuals ``y`` (one per series), then update the levels."""
@@ -346,15 +335,26 @@ class DemandForecaster:
             raise ValueError(f"expected {len(self.level)} actuals, got {len(y)}")
         if not len(y):
             return
-        cal = np.clip(self._calendar_eta(day), -_ETA_CLIP, _ETA_CLIP)
+        event = self.event(day)
+        cal = np.clip(self._calendar_eta(day, with_event=False), -_ETA_CLIP, _ETA_CLIP)
         ser = self._series_eta(day)
         active = (self.days > 0.0) & (self.level > 0.0)
         level = self.effective_level()
         base = level * np.exp(ser)
+        if event is not None and self.events is not None:
+            # Learn the event from the whole chain first; the weekday GLM does not learn
+            # from event days (their residual is the event, not the weekday).
+            exp_dept, y_dept = {}, {}
+            for g, dept in enumerate(self.departments):
+                rows = active & (self.code == g)
+                exp_dept[dept] = float(base[rows].sum() * math.exp(cal[g]))
+                y_dept[dept] = float(y[rows].sum())
+            self.events.observe(event, y_dept, exp_dept)
+            cal = np.clip(self._calendar_eta(day), -_ETA_CLIP, _ETA_CLIP)
         for g, dept in enumerate(self.departments):
             rows = active & (self.code == g)
             expected = float(base[rows].sum())
-            if expected > 0.0:
+            if expected > 0.0 and (event is None or self.events is None):
                 x = self.calendar.calendar_x(dept, day)
                 # Weight ~1 for a department selling tens of units a day, less for a
                 # handful (a ratio of tiny counts is noise: it made the multiplier jitter).
@@ -371,8 +371,11 @@ class DemandForecaster:
                 self.series.learn_one(x, float(y[i] / offset[i]), w=min(float(offset[i]), 1.0))
         mult = np.exp(np.clip(cal[self.code] + ser, -_ETA_CLIP, _ETA_CLIP))
         z = y / np.clip(mult, 0.05, 20.0)
+        if self.drift_alpha > 0.0 and event is None:
+            self._learn_drift(z, active & (self.days >= 28.0))
         alpha = np.maximum(self.alpha_min, 1.0 / (self.days + 1.0))
-        self.level += alpha * (z - self.level)
+        step = 1.0 if event is None else self.event_level_weight
+        self.level += step * alpha * (z - self.level)
         group_z = np.bincount(self.group, weights=z, minlength=len(self.group_level))
         fresh = np.bincount(self.group, weights=(self.days == 0.0), minlength=len(self.group_level))
         sums = np.bincount(self.group, weights=self.level, minlength=len(self.group_level))
@@ -381,8 +384,23 @@ class DemandForecaster:
         new_group = (fresh == counts) & (counts > 0)
         self.group_level += self.group_alpha * (group_z - self.group_level)
         self.group_level[new_group] = sums[new_group]
-        self.days += 1.0
+        self.days += step
         self.version += 1
+
+    def _learn_drift(self, z: np.ndarray, rows: np.ndarray) -> None:
+        n = len(self.departments)
+        num = np.bincount(self.code[rows], weights=z[rows], minlength=n)
+        den = np.bincount(self.code[rows], weights=self.level[rows], minlength=n)
+        seen = den > 1.0  # a ratio of a handful of units is noise
+        r = np.log((num + 0.5) / (den + 0.5))
+        self.drift[seen] += self.drift_alpha * (r[seen] - self.drift[seen])
+
+    def _drift_eta(self, hz: int) -> np.ndarray:
+        """(departments, hz) log correction: the level's lag, then a damped slope."""
+        lag = (1.0 - self.alpha_min) / self.alpha_min  # mean age of an EWMA level, in days
+        phi = self.drift_damping
+        steps = np.cumsum(phi ** np.arange(1, hz + 1)) if phi > 0.0 else np.zeros(hz)
+        return self.drift[:, None] * (1.0 + steps[None, :] / lag)
 
     def observe_features(
         self, promo: np.ndarray, price: np.ndarray, views: np.ndarray | None = None
@@ -405,5 +423,7 @@ class DemandForecaster:
             age_w = np.array([w.get(f"age_{b}", 0.0) for b in range(len(_AGE_EDGES))] + [0.0])
             for h in range(1, hz + 1):
                 eta[young, h - 1] += age_w[self._age_bucket(origin + h)[young]]
+        if self.drift_alpha > 0.0:
+            eta += self._drift_eta(hz)[self.code]
         level = self.effective_level()
         return level[:, None] * np.exp(np.clip(eta, -_ETA_CLIP, _ETA_CLIP))

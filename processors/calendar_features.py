@@ -15,6 +15,12 @@ build-up before Christmas and Black Friday.
 1.0
 >>> round(cal.features(date(2024, 12, 18))["to_christmas"], 3)
 0.786
+>>> cal.event(date(2024, 11, 29)), cal.event(date(2024, 11, 28)), cal.event(date(2024, 3, 5))
+('black_friday', 'Thanksgiving Day', None)
+
+:meth:`event` names the ONE calendar event of a day (retail events first, then the public
+holiday's name): the demand model keeps a multiplicative effect per event name, learned
+in one shot from the whole chain (:mod:`models.demand_events`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from datetime import date, timedelta
 
 import holidays
 
-__all__ = ["CalendarFeatures", "black_friday", "epoch_day", "from_epoch_day"]
+__all__ = ["RETAIL_EVENTS", "CalendarFeatures", "black_friday", "epoch_day", "from_epoch_day"]
 
 _EPOCH = date(1970, 1, 1)
 _RAMP_DAYS = 28.0  # how far ahead the "days to event" ramps start
@@ -46,6 +52,43 @@ def black_friday(year: int) -> date:
     return first_thu + timedelta(days=22)
 
 
+# Retail events the ``holidays`` package does not know, in the order they take precedence.
+RETAIL_EVENTS: tuple[str, ...] = (
+    "black_friday",
+    "bf_weekend",
+    "cyber_monday",
+    "week_before_christmas",
+    "christmas_eve",
+    "day_after_christmas",
+    "new_years_eve",
+)
+
+
+def retail_event(d: date) -> str | None:
+    """The retail event of ``d`` (any country), or None.
+
+    >>> retail_event(date(2024, 12, 2)), retail_event(date(2024, 12, 25))
+    ('cyber_monday', None)
+    """
+    bf = black_friday(d.year)
+    if d == bf:
+        return "black_friday"
+    if bf < d < bf + timedelta(days=3):
+        return "bf_weekend"
+    if d == bf + timedelta(days=3):
+        return "cyber_monday"
+    if d.month == 12:
+        if 17 <= d.day <= 23:
+            return "week_before_christmas"
+        if d.day == 24:
+            return "christmas_eve"
+        if d.day == 26:
+            return "day_after_christmas"
+        if d.day == 31:
+            return "new_years_eve"
+    return None
+
+
 def _ramp(days_before: int) -> float:
     """1 on the event day, falling linearly to 0 at ``_RAMP_DAYS`` before it, 0 after."""
     if days_before < 0 or days_before >= _RAMP_DAYS:
@@ -55,6 +98,9 @@ def _ramp(days_before: int) -> float:
 
 class CalendarFeatures:
     """Features of a date for one country; results are cached per date (a few per day)."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self, country: str = "US", fourier_terms: int = 3) -> None:
         self.country = country
@@ -79,6 +125,17 @@ class CalendarFeatures:
             except NotImplementedError:  # unknown country code: no public holidays
                 self._holidays = holidays.HolidayBase()
         return d in self._holidays
+
+    def holiday_name(self, d: date) -> str | None:
+        """The public holiday's name (an observed day keeps its own "(observed)" name: a
+        day off work, not the holiday's shopping pattern)."""
+        if not self.is_holiday(d) or self._holidays is None:
+            return None
+        return str(self._holidays.get(d)).split(";")[0].strip()
+
+    def event(self, d: date) -> str | None:
+        """The day's calendar event: a retail event, else the public holiday's name."""
+        return retail_event(d) or self.holiday_name(d)
 
     def features(self, d: date) -> dict[str, float]:
         """Feature dict of ``d`` (do not mutate: it is shared through the cache)."""

@@ -40,6 +40,9 @@ _N, _AE_MEAN, _AE_P50, _SE_MEAN, _AE_NAIVE, _COVERED = range(6)
 class DemandSettings:
     """Knobs of the demand flow (docs/demand.md)."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     horizon_days: int = 28
     lateness_ms: int = 2 * 3_600_000  # a day closes this long after its end (event time)
     timezone: str | None = None  # None: settings.run.timezone
@@ -56,6 +59,12 @@ class DemandSettings:
     click_features: bool = False  # product views as a leading signal (measured: no gain)
     adagrad: bool = False  # per-feature AdaGrad steps for the calendar GLM
     fourier_terms: int = 0  # yearly Fourier pairs (measured: 3 pairs hurt, docs/demand.md)
+    event_effects: bool = True  # one-shot pooled holiday/event multipliers (models/demand_events)
+    event_priors: bool = True  # start events from hand-set retail priors (False: from 1x)
+    event_prior_weight: float = 0.1  # a prior counts as this many occurrences
+    event_level_weight: float = 0.25  # how much an event day moves the levels (1: fully)
+    drift_alpha: float = 0.1  # department level-drift smoothing (0: off)
+    drift_damping: float = 0.95  # damped extrapolation of that drift (0: level lag only)
 
 
 def _bucket(h: int, scored: tuple[int, ...]) -> int:
@@ -65,6 +74,9 @@ def _bucket(h: int, scored: tuple[int, ...]) -> int:
 
 class DemandEngine:
     """All demand state; :meth:`on_event` returns the Redis writes to make."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     def __init__(self, cfg: DemandSettings, timezone: str = "UTC") -> None:
         self.cfg = cfg
@@ -82,6 +94,12 @@ class DemandEngine:
             group_alpha=cfg.group_alpha,
             fourier_terms=cfg.fourier_terms,
             adagrad=cfg.adagrad,
+            event_effects=cfg.event_effects,
+            event_priors=cfg.event_priors,
+            event_prior_weight=cfg.event_prior_weight,
+            event_level_weight=cfg.event_level_weight,
+            drift_alpha=cfg.drift_alpha,
+            drift_damping=cfg.drift_damping,
         )
         self.quantiles = ResidualQuantiles()
         self.leads = LeadTimes(default_days=cfg.default_lead_days)

@@ -112,3 +112,53 @@ def test_reorder_point_formula_and_lead_times():
     lt.created("P3", ("K", "S"), 0)
     lt.forget_before(1)
     assert lt.days(("X", "S")) == 9.0
+
+
+def test_an_event_seen_once_is_learned_from_the_whole_chain_and_spares_the_levels():
+    """Black Friday 2024 (day D0 + 333) sells 4x in every series; one sighting is enough."""
+    rng = np.random.default_rng(5)
+    bf = D0 + 333
+    rates = np.full(40, 2.0)
+    fcs = {
+        "events": DemandForecaster(horizon=14, series_features=False),
+        "no_prior": DemandForecaster(horizon=14, series_features=False, event_priors=False),
+        "glm_flags": DemandForecaster(horizon=14, series_features=False, event_effects=False),
+    }
+    for fc in fcs.values():
+        for _ in rates:
+            fc.add_series("D1", D0 - 400, None)
+    for d in range(bf - 60, bf + 1):
+        y = rng.poisson(rates * (4.0 if d == bf else 1.0)).astype(float)
+        for fc in fcs.values():
+            fc.learn_day(d, y)
+    ev = fcs["events"]
+    assert ev.event(bf) == "black_friday" and ev.events is not None
+    assert np.exp(ev.events.effect("black_friday", "D1")) == pytest.approx(3.5, rel=0.15)
+    assert ev.level.mean() == pytest.approx(2.0, rel=0.1)  # the spike did not lift the level
+    # next year's Black Friday against the Friday before, forecast 8 and 1 days ahead
+    nxt = D0 + 333 + 364
+    ratios = {}
+    for name, fc in fcs.items():
+        f = fc.forecast(nxt - 8).sum(axis=0)
+        ratios[name] = f[7] / f[0]
+    assert ratios["events"] > 2.8 and ratios["no_prior"] > 2.5
+    assert ratios["glm_flags"] < 2.0  # one SGD step a year barely moves a weight
+
+
+def test_online_calibration_widens_intervals_when_errors_outgrow_the_pooled_residuals():
+    rng = np.random.default_rng(6)
+    cover = {}
+    for gamma in (0.0, 0.05):
+        q = ResidualQuantiles(window=50_000, gamma=gamma)
+        hits = []
+        for t in range(400):
+            mu = np.full(50, 100.0)
+            spread = 10.0 if t < 200 else 30.0  # errors triple after 200 days
+            if t >= 300:
+                p10, _, p90 = q.quantiles("total", np.array([1]), mu[:, None])
+                y = mu + rng.normal(0.0, spread, 50)
+                hits.append(((y >= p10[:, 0]) & (y <= p90[:, 0])).mean())
+            q.add("total", 1, mu, mu + rng.normal(0.0, spread, 50))
+        cover[gamma] = float(np.mean(hits))
+    assert cover[0.0] < 0.65, cover  # the pooled residuals still remember the quiet days
+    assert 0.72 < cover[0.05] < 0.88
