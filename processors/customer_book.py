@@ -1,10 +1,13 @@
 """The customer book: every customer's profile, pending labels and the shared models.
 
 Pure (no Bytewax, no Redis): :mod:`streams.flows.customers` runs it as one keyed state and
-the benchmark drives it directly. Driven by event time only: the watermark is the largest
-event time seen; once per event-time day a sweep evicts idle customers to packed bytes,
-forgets long-gone ones, re-scores quiet customers (so silent churners' risk rises) and
-matures churn labels.
+the benchmark drives it directly. Driven by event time only. Orders and clicks first pass a
+:class:`ReorderBuffer`: they are applied in event-time order once every order and
+clickstream partition has delivered past them, so a Kafka replay (partitions read in
+batches, each running days ahead of the others) leaves the same state as a time-ordered
+feed. Once per event-time day a sweep evicts idle customers to packed bytes, forgets
+long-gone ones, re-scores quiet customers (so silent churners' risk rises) and matures
+churn labels.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from models.bgnbd import BGNBDModel
 from models.churn import ChurnModel
 from models.clv import CLVModel
-from processors.churn_labels import Label, LabelQueue, PrequentialMetrics
+from processors.churn_labels import Label, LabelQueue, PrequentialMetrics, ReorderBuffer
 from processors.customer_profile import (
     DAY_MS,
     FEATURE_NAMES,
@@ -36,10 +39,16 @@ from processors.customer_profile import (
     unpack,
 )
 from processors.records import Event
-from processors.watermark import PartitionWatermark
 from processors.writes import HashWrite, RedisWrite, ZSetWrite
 
-__all__ = ["ALL_FEATURES", "CustomerBook", "CustomerScore", "CustomerSettings", "score_writes"]
+__all__ = [
+    "ALL_FEATURES",
+    "CustomerBook",
+    "CustomerScore",
+    "CustomerSettings",
+    "ReorderBuffer",
+    "score_writes",
+]
 
 log = logging.getLogger(__name__)
 ALL_FEATURES = (*FEATURE_NAMES, "bg_p_alive", "bg_p_no_purchase", "bg_logit_no_purchase",
@@ -49,6 +58,9 @@ ALL_FEATURES = (*FEATURE_NAMES, "bg_p_alive", "bg_p_no_purchase", "bg_logit_no_p
 @dataclass(frozen=True)
 class CustomerSettings:
     """Knobs of the customer flow (days are event-time days)."""
+
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
 
     horizon_days: float = 90.0  # churn = no purchase within this many days
     snapshot_every_days: float = 30.0  # at most one pending label snapshot per customer per
@@ -68,6 +80,11 @@ class CustomerSettings:
     clv_shrink: float = 3.0
     label_release: str = "horizon"  # or "purchase" (see processors.churn_labels)
     publish_min_change: float = 0.02  # re-publish a score when the risk moved this much
+    # Reordering (see ReorderBuffer): at most this many events wait for slower partitions
+    # (the oldest are applied beyond it), and nothing is applied before this many order /
+    # clickstream partitions have delivered (1: whatever has delivered counts).
+    reorder_max_events: int = 250_000
+    reorder_min_streams: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +109,9 @@ def _logit(p: float) -> float:
 class CustomerBook:
     """All customer state and the global models; pure (no I/O), fed one event at a time."""
 
+    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
+    STATE_VERSION = 1
+
     def __init__(self, cfg: CustomerSettings) -> None:
         self.cfg = cfg
         self.hot: dict[str, CustomerProfile] = {}
@@ -108,7 +128,7 @@ class CustomerBook:
         self.churn = ChurnModel(lr=cfg.churn_lr, warmup=cfg.churn_warmup)
         self.clv = CLVModel(shrink=cfg.clv_shrink)
         self.watermark = -1
-        self.order_watermark = PartitionWatermark()
+        self.buffer = ReorderBuffer(cfg.reorder_max_events, cfg.reorder_min_streams)
         self.next_sweep = -1
         self.errors = 0
         self.evictions = self.restores = self.forgotten = 0
@@ -128,7 +148,40 @@ class CustomerBook:
 
     # -- events ----------------------------------------------------------------------------
     def process(self, ev: Event) -> list[CustomerScore]:
-        """One event -> the scores it changed (bad records are counted, never raised)."""
+        """One event -> the scores it changed, once the watermark lets it through."""
+        if ev.family not in ReorderBuffer.FAMILIES:  # catalog: a slow dimension, at once
+            return self._apply(ev)
+        self.buffer.push(ev)
+        return self._drain()
+
+    def process_batch(self, events: Iterable[Event]) -> list[CustomerScore]:
+        """Several events: all are buffered before any is applied (a Bytewax batch holds
+        records of several partitions; releasing after each would apply the first
+        partition's before the others' of the same hours)."""
+        out: list[CustomerScore] = []
+        for ev in events:
+            if ev.family in ReorderBuffer.FAMILIES:
+                self.buffer.push(ev)
+            else:
+                out.extend(self._apply(ev))
+        out.extend(self._drain())
+        return out
+
+    def flush(self) -> list[CustomerScore]:
+        """End of a bounded input: apply everything still waiting for slower partitions."""
+        out: list[CustomerScore] = []
+        for ev in self.buffer.pop_all():
+            out.extend(self._apply(ev))
+        return out
+
+    def _drain(self) -> list[CustomerScore]:
+        out: list[CustomerScore] = []
+        for ev in self.buffer.pop_ready():
+            out.extend(self._apply(ev))
+        return out
+
+    def _apply(self, ev: Event) -> list[CustomerScore]:
+        """Apply one event (bad records are counted, never raised)."""
         try:
             return self._process(ev)
         except Exception:  # a bad record must not stop the flow; see docs/customers.md
@@ -145,18 +198,18 @@ class CustomerBook:
         if ev.family == "catalog":
             if v.get("sku") and v.get("category_id"):
                 self.categories[v["sku"]] = v["category_id"]
-        elif ev.family == "orders":
+            return out
+        if ev.family == "orders":
             customer = v.get("customer_id")
             if customer:
                 force = self._order(customer, v, t)
         elif ev.family == "clickstream":
             customer = self._click(v, t)
-        # Labels mature, and sweeps run, on the order partitions' common watermark: purchases
-        # still queued in a slower partition must not be missed (processors/watermark.py).
-        wm = (
-            self.order_watermark.observe(ev.topic, ev.partition, t) if ev.family == "orders" else -1
-        )
-        self._learn(self.labels.advance(self.watermark if wm < 0 else wm))
+        # Events arrive here in event-time order (ReorderBuffer), so the largest time applied
+        # is a safe watermark: no purchase at or before it is still to come (late records
+        # beyond the buffer's reach excepted).
+        wm = max(self.watermark, t)
+        self._learn(self.labels.advance(wm))
         if customer:
             score = self._score(customer, self.hot[customer], t, force)
             if score is not None:
@@ -295,6 +348,7 @@ class CustomerBook:
             "evictions": self.evictions, "restores": self.restores, "forgotten": self.forgotten,
             "watermark": self.watermark, "bgnbd": json.dumps(self.bg.params()),
             "bgnbd_fits": self.bg.fits, "labels_learned": self.churn.n,
+            "buffered": len(self.buffer), "late": self.buffer.late,
         }  # fmt: skip
 
 
