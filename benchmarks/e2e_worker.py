@@ -1,0 +1,134 @@
+"""One measured run of the end-to-end benchmark, in its own process (bench_e2e starts it).
+
+    python -m benchmarks.e2e_worker MODE SETTINGS_JSON OUT_JSON [PROCESS_ID ADDRESSES]
+
+MODE: ``bounded`` (``streams.runner.run(settings, live=False)``), ``live`` (tail until
+SIGTERM), ``profile`` (bounded under cProfile, stats to OUT_JSON + ".prof"), ``plain``
+(benchmarks.e2e_plain), ``cluster`` (the same flow as ``run`` as one Bytewax process of
+several: PROCESS_ID of the comma-separated ADDRESSES). SETTINGS_JSON is the ``overrides``
+for ``load_settings``. The figures (wall and CPU seconds of the run itself, excluding
+imports and start-up; peak RSS of the process) are written to OUT_JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import signal
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from streams.settings import Settings, load_settings
+
+
+def _cluster(settings: Settings, process_id: int, addresses: list[str]) -> None:
+    """``streams.runner.run``'s flow, run as process ``process_id`` of a Bytewax cluster."""
+    from bytewax.run import cli_main
+
+    from streams.dataflow import build_flow
+    from streams.flows import default_extensions
+    from streams.registry import SchemaCatalog, build_resolver
+
+    resolver = build_resolver(
+        SchemaCatalog.load(),
+        registry_url=settings.serde.schema_registry_url,
+        registry_config=settings.serde.schema_registry,
+        topics=settings.topics.input_topics(),
+    )
+    built = build_flow(settings, resolver, tail=False, extensions=default_extensions(settings))
+    cli_main(
+        built.flow,
+        workers_per_process=1,
+        process_id=process_id,
+        addresses=addresses,
+        epoch_interval=timedelta(seconds=settings.run.effective_epoch_interval_s),
+    )
+
+
+class _SinkCounts:
+    """Counts the Redis sink's batches, items and commands (wraps RedisWriter.write)."""
+
+    def __init__(self) -> None:
+        self.figures = {"sink_batches": 0, "sink_items": 0, "sink_commands": 0}
+
+    def install(self) -> None:
+        from infra.redis_sink import RedisWriter
+
+        original = RedisWriter.write
+        figures = self.figures
+
+        def write(writer: Any, writes: Any) -> int:
+            sent = original(writer, writes)
+            figures["sink_batches"] += 1
+            figures["sink_items"] += len(writes)
+            figures["sink_commands"] += sent
+            return sent
+
+        RedisWriter.write = write  # type: ignore[method-assign]
+
+
+def main(argv: list[str]) -> None:
+    mode, overrides, out = argv[0], json.loads(argv[1]), Path(argv[2])
+    logging.basicConfig(level=logging.WARNING)
+    settings = load_settings(env={}, overrides=overrides, use_embedded=False)
+    from streams.runner import run
+
+    # SIGTERM ends a live run cleanly enough for our figures (Bytewax has no stop call).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    extra: dict[str, Any] = {}
+    counts = _SinkCounts()
+    counts.install()  # one increment per batch: no measurable cost
+    stages = None
+    if mode in ("bounded", "cluster"):
+        from benchmarks.e2e_stages import StageTimers
+
+        stages = StageTimers()
+        stages.install()
+    t_wall, t_cpu, t_thread = time.perf_counter(), time.process_time(), time.thread_time()
+    try:
+        if mode == "bounded":
+            run(settings, live=False)
+        elif mode == "live":
+            run(settings, live=True)
+        elif mode == "profile":
+            import cProfile
+
+            prof = cProfile.Profile(time.thread_time)  # CPU of the worker thread
+            prof.enable()
+            try:
+                run(settings, live=False)
+            finally:
+                prof.disable()
+                prof.dump_stats(str(out) + ".prof")
+        elif mode == "plain":
+            from benchmarks.e2e_plain import run_plain
+
+            extra = run_plain(settings)
+        elif mode == "cluster":
+            _cluster(settings, int(argv[3]), argv[4].split(","))
+        else:
+            raise SystemExit(f"unknown mode {mode!r}")
+    finally:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        figures = {
+            "mode": mode,
+            "wall_s": time.perf_counter() - t_wall,
+            "cpu_s": time.process_time() - t_cpu,
+            "cpu_total_s": usage.ru_utime + usage.ru_stime,
+            # run_main / cli_main run the (single) worker on this thread; the rest of the
+            # process CPU is librdkafka's and Timely's background threads.
+            "worker_thread_cpu_s": time.thread_time() - t_thread,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+            **counts.figures,
+            **({"stage_cpu_s": stages.cpu} if stages is not None else {}),
+            **extra,
+        }
+        out.write_text(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
