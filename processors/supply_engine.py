@@ -20,7 +20,7 @@ from models.lead_time import LeadTimeModel
 from processors.purchase_orders import DAY_MS, POBook, POOutcome
 from processors.supplier_metrics import SupplierMetrics
 from processors.supply_impact import Cover, impacted_pairs
-from processors.writes import HashWrite, RedisWrite, StreamAdd
+from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
 
 __all__ = ["SupplyEngine", "SupplySettings", "detection_scores"]
 
@@ -64,7 +64,7 @@ class SupplyEngine:
     """Everything the supply flow knows, fed in event order; returns the Redis writes."""
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
+    STATE_VERSION = 2  # 2: open_alerts (the alerts_open sorted set)
 
     def __init__(self, s: SupplySettings) -> None:
         self.s = s
@@ -101,6 +101,8 @@ class SupplyEngine:
         self.stream_id = (0, 0)
         self.score = {"n": 0, "abs_err": 0.0, "abs_err_ma": 0.0, "covered": 0}
         self.alerts = {"open": 0, "update": 0, "closed": 0}
+        # alert id -> its member in the alerts_open sorted set (the alert's newest state)
+        self.open_alerts: dict[str, str] = {}
         self.errors = 0
         self.dirty: set[str] = set()  # suppliers whose hash changed since the last flush
 
@@ -129,7 +131,8 @@ class SupplyEngine:
         out: list[RedisWrite] = []
         for o in self.book.advance(wm, sup):
             out.extend(self._outcome(o))
-        out.extend(self._alert(a) for a in self.detector.tick(wm, sup))
+        for a in self.detector.tick(wm, sup):
+            out.extend(self._alert(a))
         day = self.watermark // DAY_MS
         if day > self.evicted_day:  # once a day: forget idle suppliers
             self.evicted_day = day
@@ -172,7 +175,8 @@ class SupplyEngine:
                          promised_days=o.promised_days, sku=sku, store=store)  # fmt: skip
         elif o.kind == "incident":
             alerts = obs(sup, o.t, "incident", sku=sku, store=store)
-        out.extend(self._alert(a) for a in alerts)
+        for a in alerts:
+            out.extend(self._alert(a))
         self.dirty.add(sup)  # its risk hash is written once per batch (flush)
         return out
 
@@ -231,7 +235,8 @@ class SupplyEngine:
         start = created_at if created_at is not None else self.watermark
         return max(0.0, (start + lead * DAY_MS - self.watermark) / DAY_MS)
 
-    def _alert(self, a: AlertEvent) -> StreamAdd:
+    def _alert(self, a: AlertEvent) -> list[RedisWrite]:
+        """The alert's stream entry, and its open-alerts set member replaced (or removed)."""
         self.alerts[a.status] += 1
         open_pos = self.book.open_for(a.supplier_id)
         skus = sorted(set(a.skus) | {po.sku for po in open_pos})
@@ -261,8 +266,20 @@ class SupplyEngine:
         ms = max(a.t, self.watermark, self.stream_id[0])
         seq = self.stream_id[1] + 1 if ms == self.stream_id[0] else 0
         self.stream_id = (ms, seq)
-        return StreamAdd("alerts", "supply", fields, ms, seq, self.s.alerts_maxlen,
-                         channel="alerts.supply")  # fmt: skip
+        entry = StreamAdd(
+            "alerts", "supply", fields, ms, seq, self.s.alerts_maxlen, channel="alerts.supply"
+        )
+        out: list[RedisWrite] = [entry]
+        # Readers want the open alerts in one cheap read, not a fold over the stream: a
+        # sorted set (score: opened_at) whose member is the alert's newest state as JSON.
+        old = self.open_alerts.pop(a.alert_id, None)
+        if old is not None:
+            out.append(ZSetWrite("alerts_open", "supply", old, None))
+        if a.status != "closed":
+            member = json.dumps({**fields, "entry_id": f"{ms}-{seq}"}, sort_keys=True)
+            self.open_alerts[a.alert_id] = member
+            out.append(ZSetWrite("alerts_open", "supply", member, float(a.opened_at)))
+        return out
 
     def flush(self) -> list[RedisWrite]:
         """End of a batch: one risk hash per supplier that changed, and the scores."""

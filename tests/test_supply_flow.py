@@ -6,7 +6,7 @@ import json
 import pickle
 from datetime import date
 
-from processors.writes import HashWrite, StreamAdd
+from processors.writes import HashWrite, StreamAdd, ZSetWrite
 from streams.flows.supply import SupplyEngine, SupplyFlow, SupplySettings, detection_scores
 from streams.registry import ManifestResolver, SchemaCatalog
 from streams.settings import Settings
@@ -76,6 +76,31 @@ def test_one_disruption_gives_one_alert_and_supplier_state():
         versions = [w.version for w in writes if isinstance(w, HashWrite)
                     and (w.kind, w.entity) == (kind, entity)]  # fmt: skip
         assert versions == sorted(versions)
+
+
+def test_the_open_alerts_set_holds_each_open_alert_once_with_its_newest_state():
+    msgs, _ = simulate()
+    writes = run(msgs)
+    members: dict[str, float] = {}  # the sorted set, replayed from the writes in order
+    newest: dict[str, dict] = {}
+
+    def consistent() -> None:
+        open_now = {a: f for a, f in newest.items() if f["status"] != "closed"}
+        assert sorted(json.loads(m)["alert_id"] for m in members) == sorted(open_now)
+        for m in members:  # each member is its alert's newest state
+            assert json.loads(m) == newest[json.loads(m)["alert_id"]]
+
+    for w in writes:
+        if isinstance(w, StreamAdd):
+            consistent()  # the previous alert's writes are complete
+            newest[str(w.fields["alert_id"])] = {**w.fields, "entry_id": f"{w.ms}-{w.seq}"}
+        elif isinstance(w, ZSetWrite) and w.kind == "alerts_open":
+            if w.score is None:
+                members.pop(w.member)
+            else:
+                members[w.member] = w.score
+    consistent()
+    assert newest, "the episode raised an alert"
 
 
 def _day(n: int) -> int:
