@@ -56,8 +56,12 @@ WRITER_COMMANDS = (
     "hgetall", "zrevrange", "xrange", "get",
 )  # fmt: skip
 # Sent by clients on their own: PING (health checks), SELECT (a /N database in the URL),
-# CLIENT SETINFO (redis-py, on connect: refusing it fills ACL LOG with false alarms).
-CONNECTION_COMMANDS = ("ping", "select", "client|setinfo", "client|setname")
+# CLIENT SETINFO (redis-py, on connect: refusing it fills ACL LOG with false alarms);
+# CLUSTER SLOTS and COMMAND (redis-py's cluster client reads the slot map and the key
+# positions of commands on connect; harmless on a single server).
+CONNECTION_COMMANDS = (
+    "ping", "select", "client|setinfo", "client|setname", "cluster|slots", "command",
+)  # fmt: skip
 READER_RULES = (
     "+@read", "-@write", "-@dangerous", "-scan", "-randomkey",
     "+subscribe", "+psubscribe", "+unsubscribe", "+punsubscribe",

@@ -23,10 +23,15 @@ sorted-set scores, and each stream's last ``maxlen`` entries; notifications are 
 again. The mirror costs memory of the order of the keys the flows maintain (docs/
 operations.md); with ``mirror=False`` a detected loss raises :class:`DeliveryError`
 instead and the state must be rebuilt by a replay.
+
+On a Redis Cluster (``redis+cluster://``, :mod:`infra.cluster`) the pipeline is split per
+node and there is one marker per primary, so any node restarted empty is seen (limits:
+docs/scaling.md "Redis Cluster").
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -39,6 +44,7 @@ from typing import Any
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from infra.cluster import RedisClient, connect, is_cluster_url, node_markers
 from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
 from streams.errors import DeliveryError
 
@@ -85,7 +91,15 @@ _RETRYABLE = (
     redis.TimeoutError,
     redis.BusyLoadingError,
     redis.ReadOnlyError,  # a replica promoted mid-failover
+    redis.exceptions.ClusterDownError,  # a cluster without a primary for some slot, for now
+    redis.exceptions.TryAgainError,  # a slot migrating
+    redis.exceptions.SlotNotCoveredError,
 )
+_SCRIPTS = {"hset": _GUARDED_HSET, "xadd": _GUARDED_XADD}
+
+
+class _ScriptsMissing(redis.ConnectionError):
+    """A cluster node lost its script cache (restarted): scripts reloaded, batch retried."""
 
 
 def redis_key(prefix: str, kind: str, entity: str) -> str:
@@ -195,15 +209,18 @@ class RedisWriter:
         self.prefix = prefix
         # A random id, not a clock or a hash: two writers (workers, runs) never share one.
         self.marker = redis_key(prefix, "sink", uuid.uuid4().hex[:16])
+        self.markers = [self.marker]  # on a cluster: one per primary, set on connecting
         self.mirror: Mirror | None = Mirror() if mirror else None
         self.restores = 0  # how many times Redis was found to have lost our writes
         self._acked = 0  # sequence number of the last batch known to be written
         self._restore_pending = False
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
-        )
-        self._hset = self._client.register_script(_GUARDED_HSET)
-        self._xadd = self._client.register_script(_GUARDED_XADD)
+        self._url = url
+        self.cluster = is_cluster_url(url)
+        # Built on the first write, inside the retry loop: a cluster client connects when
+        # built (it reads the slot map), so a cluster still starting is waited for.
+        self._conn: RedisClient | None = None
+        self._scripts: dict[str, Any] = {}  # registered scripts (plain Redis only)
+        self._shas = {n: hashlib.sha1(t.encode()).hexdigest() for n, t in _SCRIPTS.items()}
         self._retry_timeout_s = retry_timeout_s
         self._clock = clock
         self._sleep = sleep
@@ -246,17 +263,43 @@ class RedisWriter:
     def _channel(self, channel: str | None) -> str:
         return channel_name(self.prefix, channel) if channel else ""
 
+    @property
+    def _client(self) -> RedisClient:
+        if self._conn is None:
+            self._conn = connect(
+                self._url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
+            if isinstance(self._conn, redis.cluster.RedisCluster):
+                self.markers = node_markers(self._conn, self.marker)
+                self._load_scripts()
+            else:
+                self._scripts = {n: self._conn.register_script(t) for n, t in _SCRIPTS.items()}
+        return self._conn
+
+    def _load_scripts(self) -> None:
+        for text in _SCRIPTS.values():
+            self._client.script_load(text)  # on every primary (redis-py routes it so)
+
+    def _script(self, pipe: Any, name: str, key: str, args: Sequence[Any]) -> None:
+        if self.cluster:
+            # A cluster pipeline cannot load scripts itself: EVALSHA of scripts loaded on
+            # every primary at connect, reloaded when a node answers NOSCRIPT (see _send).
+            pipe.execute_command("EVALSHA", self._shas[name], 1, key, *args)
+        else:
+            self._scripts[name](keys=[key], args=args, client=pipe)
+
     def _send(self, batch: Sequence[RedisWrite]) -> bool:
         """One pipeline: read the marker, the writes, advance the marker. True if the
         marker shows that Redis lost earlier writes (checked before this batch landed)."""
         pipe = self._client.pipeline(transaction=False)
-        pipe.hget(self.marker, "seq")
+        for marker in self.markers:
+            pipe.hget(marker, "seq")
         for w in batch:
             key = redis_key(self.prefix, w.kind, w.entity)
             if isinstance(w, HashWrite):
                 message = json.dumps({"key": key, **w.fields}) if w.channel else ""
                 args = [w.version, w.ttl_ms, self._channel(w.channel), message, *_pairs(w.fields)]
-                self._hset(keys=[key], args=args, client=pipe)
+                self._script(pipe, "hset", key, args)
             elif isinstance(w, StreamAdd):
                 message = (
                     json.dumps({"key": key, "id": f"{w.ms}-{w.seq}", **w.fields})
@@ -264,17 +307,32 @@ class RedisWriter:
                     else ""
                 )
                 args = [w.ms, w.seq, w.maxlen, self._channel(w.channel), message]
-                self._xadd(keys=[key], args=[*args, *_pairs(w.fields)], client=pipe)
+                self._script(pipe, "xadd", key, [*args, *_pairs(w.fields)])
             elif isinstance(w, ZSetWrite):
                 if w.score is None:
                     pipe.zrem(key, w.member)
                 else:
                     pipe.zadd(key, {w.member: w.score})
-        pipe.hset(self.marker, "seq", self._acked + 1)
-        pipe.pexpire(self.marker, _MARKER_TTL_MS)
-        seen = pipe.execute()[0]
+        for marker in self.markers:
+            pipe.hset(marker, "seq", self._acked + 1)
+            pipe.pexpire(marker, _MARKER_TTL_MS)
+        replies = pipe.execute(raise_on_error=not self.cluster)
         # Behind by one is fine: a batch whose reply was lost, now retried.
-        return self._acked > 0 and (seen is None or int(seen) < self._acked)
+        seen = replies[: len(self.markers)]
+        lost = self._acked > 0 and any(
+            not isinstance(v, bytes) or int(v) < self._acked for v in seen
+        )
+        errors = [r for r in replies if isinstance(r, Exception)]
+        if any(isinstance(e, redis.exceptions.NoScriptError) for e in errors):
+            # A node restarted: it lost its scripts, and (without persistence) its data,
+            # which the marker read before this batch shows. The markers were advanced
+            # meanwhile, so remember the loss now; the batch is retried (idempotent).
+            self._restore_pending = self._restore_pending or lost
+            self._load_scripts()
+            raise _ScriptsMissing("a Redis Cluster node lost its scripts (restarted?)")
+        if errors:
+            raise errors[0]
+        return lost
 
     def _restore(self) -> None:
         """Redis lost writes: rewrite everything in the mirror (no notifications)."""
@@ -291,12 +349,14 @@ class RedisWriter:
             self.marker,
             len(m),
         )
+        if self.cluster:  # the node that lost our keys restarted: its scripts are gone too
+            self._load_scripts()
         pipe, n = self._client.pipeline(transaction=False), 0
         for key, h in m.hashes.items():
             ttl = max(0, _left_ms(h, now)) if h.ttl_ms else 0
             if h.ttl_ms and ttl == 0:
                 continue  # expired meanwhile: Redis would not have it either
-            self._hset(keys=[key], args=[h.version, ttl, "", "", *_pairs(h.fields)], client=pipe)
+            self._script(pipe, "hset", key, [h.version, ttl, "", "", *_pairs(h.fields)])
             n += 1
             if n % _RESTORE_CHUNK == 0:
                 pipe.execute()
@@ -309,11 +369,13 @@ class RedisWriter:
             pipe.delete(key)
             for ms, seq, pairs in entries:
                 pipe.xadd(key, dict(zip(pairs[::2], pairs[1::2], strict=True)), id=f"{ms}-{seq}")
-        pipe.hset(self.marker, "seq", self._acked)
+        for marker in self.markers:
+            pipe.hset(marker, "seq", self._acked)
         pipe.execute()
 
     def close(self) -> None:
-        self._client.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 class _RedisSinkPartition(StatelessSinkPartition[RedisWrite]):

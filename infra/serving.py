@@ -2,7 +2,8 @@
 
 Reads the v1 contract (docs/redis.md) written by the flows; it never writes. Every method
 sends one command, or one non-transactional pipeline, so a call costs one network round
-trip whatever it returns. Missing keys give ``None`` (a cold start), never ``KeyError``;
+trip whatever it returns (on a Redis Cluster, a ``redis+cluster://`` URL: one per node the
+keys live on). Missing keys give ``None`` (a cold start), never ``KeyError``;
 Redis failures raise :class:`~streams.errors.InfraError`, values that break the contract
 raise :class:`~streams.errors.DecodeError`.
 
@@ -28,6 +29,7 @@ from typing import Any, Self, TypeVar
 
 import redis
 
+from infra.cluster import RedisClient, connect, masked
 from infra.redis_sink import redis_key
 from streams.errors import DecodeError, InfraError, ValidationError
 
@@ -190,15 +192,17 @@ def _num(value: Any) -> float:
 class RetailPulseReader:
     """Typed reads of the v1 contract; give it a URL (it owns the client) or a client."""
 
-    def __init__(self, client_or_url: redis.Redis | str, prefix: str = "rp") -> None:
+    def __init__(self, client_or_url: RedisClient | str, prefix: str = "rp") -> None:
         self._owned = isinstance(client_or_url, str)
-        self._client = (
-            redis.Redis.from_url(
-                client_or_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
-            )
-            if isinstance(client_or_url, str)
-            else client_or_url
-        )
+        if isinstance(client_or_url, str):
+            url = client_or_url
+            try:  # a redis+cluster:// URL gives a cluster client (infra/cluster.py)
+                client_or_url = connect(
+                    url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+                )
+            except redis.RedisError as exc:
+                raise InfraError(f"Redis at {masked(url)}: {exc}") from exc
+        self._client: RedisClient = client_or_url
         self.prefix = prefix
 
     def key(self, kind: str, entity: str) -> str:
@@ -290,29 +294,20 @@ class RetailPulseReader:
         return FeatureVectors(names, ids, tuple(rows))
 
     # -- supply ----------------------------------------------------------------------------
-    def open_supply_alerts(self, limit: int = 50, scan: int = 500) -> list[SupplyAlert]:
-        """Alerts whose newest entry is not ``closed``, newest first (one XREVRANGE).
+    def open_supply_alerts(self, limit: int = 50) -> list[SupplyAlert]:
+        """Open alerts, most recently opened first (one ZREVRANGE of ``alerts_open:supply``).
 
-        Reads the newest ``scan`` entries only (bounded cost): an alert is open until a
-        ``closed`` entry for its alert_id; an alert with no entry among them is not seen.
-        Each entry carries the alert's whole state, so its newest entry is the answer.
+        The supply flow keeps one member per open alert holding its newest state
+        (processors/open_alerts.py), so nothing is folded here.
         """
         if limit <= 0:
             return []
-        key = self.key("alerts", "supply")
-        (entries,) = self._send(key, [("XREVRANGE", key, "+", "-", "COUNT", scan)])
-        seen: set[str] = set()
+        key = self.key("alerts_open", "supply")
+        (members,) = self._send(key, [("ZREVRANGE", key, 0, limit - 1)])
         out: list[SupplyAlert] = []
-        for entry_id, raw in entries or ():
-            h = _text_hash(raw)
-            alert_id = h.get("alert_id", "")
-            if alert_id in seen:
-                continue
-            seen.add(alert_id)
-            if h.get("status") != "closed":
-                out.append(_parse(key, _alert, _s(entry_id), h))
-                if len(out) >= limit:
-                    break
+        for raw in members or ():
+            h = _parse(key, json.loads, _s(raw))
+            out.append(_parse(key, _alert, str(h.get("entry_id", "")), h))
         return out
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -17,10 +17,11 @@ from typing import Any
 
 from models.disruption import AlertEvent, DisruptionDetector
 from models.lead_time import LeadTimeModel
+from processors.open_alerts import OpenAlerts
 from processors.purchase_orders import DAY_MS, POBook, POOutcome
 from processors.supplier_metrics import SupplierMetrics
 from processors.supply_impact import Cover, impacted_pairs
-from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
+from processors.writes import HashWrite, RedisWrite, StreamAdd
 
 __all__ = ["SupplyEngine", "SupplySettings", "detection_scores"]
 
@@ -101,8 +102,7 @@ class SupplyEngine:
         self.stream_id = (0, 0)
         self.score = {"n": 0, "abs_err": 0.0, "abs_err_ma": 0.0, "covered": 0}
         self.alerts = {"open": 0, "update": 0, "closed": 0}
-        # alert id -> its member in the alerts_open sorted set (the alert's newest state)
-        self.open_alerts: dict[str, str] = {}
+        self.open_alerts = OpenAlerts("alerts_open", "supply")  # read in one ZREVRANGE
         self.errors = 0
         self.dirty: set[str] = set()  # suppliers whose hash changed since the last flush
 
@@ -269,17 +269,7 @@ class SupplyEngine:
         entry = StreamAdd(
             "alerts", "supply", fields, ms, seq, self.s.alerts_maxlen, channel="alerts.supply"
         )
-        out: list[RedisWrite] = [entry]
-        # Readers want the open alerts in one cheap read, not a fold over the stream: a
-        # sorted set (score: opened_at) whose member is the alert's newest state as JSON.
-        old = self.open_alerts.pop(a.alert_id, None)
-        if old is not None:
-            out.append(ZSetWrite("alerts_open", "supply", old, None))
-        if a.status != "closed":
-            member = json.dumps({**fields, "entry_id": f"{ms}-{seq}"}, sort_keys=True)
-            self.open_alerts[a.alert_id] = member
-            out.append(ZSetWrite("alerts_open", "supply", member, float(a.opened_at)))
-        return out
+        return [entry, *self.open_alerts.update(fields, ms, seq)]
 
     def flush(self) -> list[RedisWrite]:
         """End of a batch: one risk hash per supplier that changed, and the scores."""

@@ -201,9 +201,9 @@ def model_reports() -> dict[str, Any]:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    import redis
+    from infra.cluster import connect
 
-    client = redis.Redis.from_url(settings.redis.require_url())
+    client = connect(settings.redis.require_url())
     try:
         print(model_reports()[args.flow](client, settings.redis.key_prefix))
     finally:

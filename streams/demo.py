@@ -277,11 +277,10 @@ def _open_browser(url: str) -> None:
 
 def _model_reports(settings: Settings) -> None:
     """What the model flows published: the same text as ``retailpulse report <flow>``."""
-    import redis
-
+    from infra.cluster import connect
     from streams.cli import model_reports
 
-    client = redis.Redis.from_url(settings.redis.require_url())
+    client = connect(settings.redis.require_url())
     try:
         for name, report in model_reports().items():
             print(f"\n== retailpulse report {name} ==")

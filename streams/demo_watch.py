@@ -29,9 +29,9 @@ class Watcher:
     """Prints milestones with the seconds since the demo started; stops with the context."""
 
     def __init__(self, settings: Settings, started: float, children: Sequence[Child]) -> None:
-        import redis
+        from infra.cluster import connect
 
-        self._client = redis.Redis.from_url(settings.redis.require_url())
+        self._client = connect(settings.redis.require_url())
         self._prefix = settings.redis.key_prefix
         self._started = started
         self._children = list(children)

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import redis
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.core import CollectorRegistry, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from infra.cluster import RedisClient, connect
 from infra.redis_sink import redis_key
 from streams.settings import FAMILIES, Settings
 
@@ -28,7 +28,7 @@ def _int(value: bytes | None, default: int = 0) -> int:
     return int(value) if value is not None else default
 
 
-def ingest_snapshot(client: redis.Redis, prefix: str) -> dict[str, dict[str, Any]]:
+def ingest_snapshot(client: RedisClient, prefix: str) -> dict[str, dict[str, Any]]:
     """family -> {events, dead_letters, dead_letters_by_stage, last_event_time, offsets}."""
     pipe = client.pipeline(transaction=False)
     for family in FAMILIES:
@@ -118,7 +118,7 @@ class _SnapshotCollector(Collector):
 
 
 def prometheus_text(settings: Settings, *, with_lag: bool = True) -> str:
-    client = redis.Redis.from_url(settings.redis.require_url())
+    client = connect(settings.redis.require_url())
     try:
         snapshot = ingest_snapshot(client, settings.redis.key_prefix)
     finally:

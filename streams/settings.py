@@ -98,17 +98,28 @@ class RedisSettings:
     url: str = field(default="", repr=False)
     key_prefix: str = "rp"
     retry_timeout_s: float = 300.0  # how long the sink keeps retrying before it gives up loudly
+    cluster: bool = False  # the URL is one seed node of a Redis Cluster (docs/scaling.md)
 
     def require_url(self) -> str:
+        """The URL; with ``cluster`` in the ``redis+cluster://`` form (infra/cluster.py).
+
+        >>> RedisSettings(url="redis://h:7000/0", cluster=True).require_url()
+        'redis+cluster://h:7000/0'
+        """
         if not self.url:
             raise ConfigError(
                 "no Redis URL: start the embedded stack with `retailpulse infra up --detach`, "
                 "or set RETAILPULSE_REDIS_URL (or redis.url in the TOML file, or --redis-url)"
             )
-        return self.url
+        scheme, _, rest = self.url.partition("://")
+        if not self.cluster or scheme.endswith("+cluster"):
+            return self.url
+        if scheme not in ("redis", "rediss"):
+            raise ConfigError(f"redis.cluster needs a redis:// or rediss:// URL, not {scheme}://")
+        return f"{scheme}+cluster://{rest}"
 
     def describe(self) -> dict[str, Any]:
-        return {"url": redact_url(self.url), "key_prefix": self.key_prefix}
+        return {"url": redact_url(self.url), "key_prefix": self.key_prefix, "cluster": self.cluster}
 
 
 @dataclass(frozen=True)

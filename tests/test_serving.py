@@ -21,6 +21,7 @@ from infra.serving import (
     RetailPulseReader,
 )
 from processors.customer_book import CustomerScore, CustomerSettings, score_writes
+from processors.open_alerts import OpenAlerts
 from processors.writes import HashWrite, RedisWrite, StreamAdd
 from streams.errors import DecodeError, InfraError, ValidationError
 
@@ -147,16 +148,18 @@ def test_forecasts_parse_lists_and_stock_fields(
         reader.forecast("skus", "SKU1")
 
 
-def test_open_alerts_fold_the_stream(writer: RedisWriter, reader: RetailPulseReader) -> None:
+def test_open_alerts_come_from_the_open_set(writer: RedisWriter, reader: RetailPulseReader) -> None:
     assert reader.open_supply_alerts() == []
-    writer.write([
+    book = OpenAlerts("alerts_open", "supply")  # what the supply engine writes beside each entry
+    entries = [
         _alert("SUP1-1", "open", T0), _alert("SUP2-1", "open", T0, 1),
         _alert("SUP1-1", "update", T0 + DAY), _alert("SUP3-1", "open", T0 + DAY, 1),
         _alert("SUP2-1", "closed", T0 + 2 * DAY), _alert("SUP3-1", "update", T0 + 3 * DAY),
-    ])  # fmt: skip
+    ]  # fmt: skip
+    writer.write([w for e in entries for w in (e, *book.update(e.fields, e.ms, e.seq))])
     alerts = reader.open_supply_alerts()
     assert [(a.alert_id, a.status, a.entry_id) for a in alerts] == [
-        ("SUP3-1", "update", f"{T0 + 3 * DAY}-0"),
+        ("SUP3-1", "update", f"{T0 + 3 * DAY}-0"),  # opened last: first
         ("SUP1-1", "update", f"{T0 + DAY}-0"),
     ]
     a = alerts[0]
@@ -164,9 +167,8 @@ def test_open_alerts_fold_the_stream(writer: RedisWriter, reader: RetailPulseRea
     assert a.impacted_pairs[0].predicted_delay_days == 6.41 and a.evidence["late_pos"] == 21
     assert (a.opened_at, a.updated_at) == (T0 + 2 * DAY, T0 + 3 * DAY)
     assert [x.alert_id for x in reader.open_supply_alerts(limit=1)] == ["SUP3-1"]
-    # a bounded tail: only the newest entry is read, SUP1-1's update is beyond it
-    assert [x.alert_id for x in reader.open_supply_alerts(scan=1)] == ["SUP3-1"]
-    writer.write([_alert("SUP3-1", "closed", T0 + 4 * DAY)])
+    closing = _alert("SUP3-1", "closed", T0 + 4 * DAY)
+    writer.write([closing, *book.update(closing.fields, closing.ms, closing.seq)])
     assert [x.alert_id for x in reader.open_supply_alerts()] == ["SUP1-1"]
 
 
@@ -210,7 +212,9 @@ def test_every_call_is_one_round_trip(
 ) -> None:
     _customers(writer)
     writer.write([_forecast("sku_store", "SKU1:S1", 1.0, True), _reorder("SKU1", "S1", 3),
-                  _alert("SUP1-1", "open", T0)])  # fmt: skip
+                  _alert("SUP1-1", "open", T0),
+                  *OpenAlerts("alerts_open", "supply").update(_alert("SUP1-1", "open", T0).fields,
+                                                              T0, 0)])  # fmt: skip
     client = redis.Redis.from_url(redis_url, connection_class=CountingConnection)
     rp = RetailPulseReader(client, prefix=key_prefix)  # bytes replies: parsed all the same
     client.ping()  # connect first: the handshake is not a read

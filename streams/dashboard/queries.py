@@ -16,6 +16,7 @@ from typing import Any, cast
 
 import redis
 
+from infra.cluster import RedisClient
 from infra.redis_sink import channel_name, redis_key
 from processors.reconcile import LEVELS
 from streams.dashboard.state import forecast_fields, loads_list
@@ -89,7 +90,7 @@ def _num(raw: str | None) -> float | None:
 class DashboardReader:
     """Read-only views over the Redis contract for one key prefix."""
 
-    def __init__(self, client: redis.Redis, prefix: str, *, scan_limit: int = 5000) -> None:
+    def __init__(self, client: RedisClient, prefix: str, *, scan_limit: int = 5000) -> None:
         self.client = client
         self.prefix = prefix
         self.scan_limit = scan_limit

@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from infra.cluster import connect
 from streams.dashboard.live import LiveFeed, sse_frame
 from streams.dashboard.queries import DashboardReader, parse_series
 from streams.dashboard.state import calendar_marks
@@ -62,7 +63,7 @@ class DashboardServer:
         with_lag: bool = True,
     ) -> None:
         self.settings = settings
-        self.client = redis.Redis.from_url(
+        self.client = connect(
             settings.redis.require_url(),
             socket_timeout=5,
             socket_connect_timeout=3,
