@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from processors.records import Event
+from processors.sequencer import ReorderBuffer  # moved; re-exported for old imports
 
 __all__ = ["Label", "LabelQueue", "PrequentialMetrics", "ReorderBuffer"]
 
@@ -221,84 +221,3 @@ class PrequentialMetrics:
                 [[round(p, 4), round(y, 4), n] for p, y, n in self.reliability()]
             ),
         }
-
-
-class ReorderBuffer:
-    """Orders and clicks held until every partition has delivered past them.
-
-    Bytewax reads each Kafka partition in turn, up to a batch each, so in a replay a sparse
-    partition (orders: ~30 a day) runs weeks ahead of a dense one (clicks: ~130 a day).
-    Applied as they come, a purchase would be seen before the visits that preceded it and
-    scores and label snapshots would be taken on profiles holding the future. As in Flink,
-    the watermark is the minimum over partitions of each one's newest event time (a
-    partition that delivered nothing does not count); events at or before it leave in
-    event-time order. An event older than what already left is *late* and applied at once;
-    beyond ``max_events`` waiting, the oldest leave anyway (bounded memory).
-
-    >>> def e(part: int, t: int) -> Event:
-    ...     return Event("orders", None, {}, t, 0, "orders", part, t)
-    >>> b = ReorderBuffer()
-    >>> b.push(e(0, 10)); b.push(e(0, 30)); [x.event_time for x in b.pop_ready()]
-    [10, 30]
-    >>> b.push(e(1, 20)); b.push(e(0, 50)); [x.event_time for x in b.pop_ready()]  # 20: late
-    [20]
-    >>> b.push(e(1, 60)); [x.event_time for x in b.pop_ready()], b.late
-    ([50], 1)
-    """
-
-    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
-
-    FAMILIES = ("orders", "clickstream")
-
-    def __init__(self, max_events: int = 250_000, min_streams: int = 1) -> None:
-        self.max_events = max_events
-        self.min_streams = min_streams
-        self.newest: dict[tuple[str, int], int] = {}
-        self.heap: list[tuple[int, int, Event]] = []
-        self.seq = 0  # arrival order: ties in event time leave first come, first served
-        self.released = -(2**62)  # newest event time that left
-        self.late = 0
-        self.forced = 0  # left before the watermark because the buffer was full
-        self.peak = 0
-        self._late_now: list[Event] = []
-
-    def __len__(self) -> int:
-        return len(self.heap)
-
-    def push(self, ev: Event) -> None:
-        key = (ev.topic, ev.partition)
-        if ev.event_time > self.newest.get(key, -(2**62)):
-            self.newest[key] = ev.event_time
-        if ev.event_time < self.released:  # behind what has left: late, applied next
-            self.late += 1
-            self._late_now.append(ev)
-            return
-        heapq.heappush(self.heap, (ev.event_time, self.seq, ev))
-        self.seq += 1
-        self.peak = max(self.peak, len(self.heap))
-
-    def watermark(self) -> int:
-        if len(self.newest) < self.min_streams:
-            return -(2**62)
-        return min(self.newest.values())
-
-    def pop_ready(self) -> list[Event]:
-        out, self._late_now = self._late_now, []
-        wm = self.watermark()
-        heap = self.heap
-        while heap and (heap[0][0] <= wm or len(heap) > self.max_events):
-            if heap[0][0] > wm:
-                self.forced += 1
-            t, _, ev = heapq.heappop(heap)
-            self.released = max(self.released, t)
-            out.append(ev)
-        return out
-
-    def pop_all(self) -> list[Event]:
-        out, self._late_now = self._late_now, []
-        while self.heap:
-            t, _, ev = heapq.heappop(self.heap)
-            self.released = max(self.released, t)
-            out.append(ev)
-        return out

@@ -24,7 +24,7 @@ from typing import Any
 from models.bgnbd import BGNBDModel
 from models.churn import ChurnModel
 from models.clv import CLVModel
-from processors.churn_labels import Label, LabelQueue, PrequentialMetrics, ReorderBuffer
+from processors.churn_labels import Label, LabelQueue, PrequentialMetrics
 from processors.customer_profile import (
     DAY_MS,
     FEATURE_NAMES,
@@ -39,6 +39,7 @@ from processors.customer_profile import (
     unpack,
 )
 from processors.records import Event
+from processors.sequencer import ReorderBuffer
 from processors.writes import HashWrite, RedisWrite, ZSetWrite
 
 __all__ = [

@@ -118,8 +118,10 @@ class SupplyEngine:
         return out
 
     def on_cover(self, sku: str, store: str, cover: Cover) -> list[RedisWrite]:
+        # Covers do not move the clock: they come from a per-store stage whose output time
+        # depends on how partitions interleave, while supplier events are sequenced here
+        # (docs/event-time.md); the watermark follows supplier events only.
         self.covers[(sku, store)] = (cover.days_of_cover, cover.t)
-        self.watermark = max(self.watermark, cover.t)
         return []
 
     def _advance(self, sup: str, wm: int) -> list[RedisWrite]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,8 +45,10 @@ __all__ = [
     "FLOW_ID",
     "STEP_IDS",
     "IngestFlow",
+    "InputPartitions",
     "build_flow",
     "extension_errors",
+    "input_partitions",
     "wait_for_topics",
 ]
 
@@ -89,6 +91,90 @@ def extension_errors(ext: FlowExtension) -> Stream[DeadLetter] | None:
 
 
 @dataclass(frozen=True)
+class InputPartitions:
+    """The input partitions a model flow's event-time sequencer waits for (docs/event-time.md).
+
+    Bounded: only partitions holding data when the flow starts (an empty one would hold
+    the watermark until the end), each with its end offset: a partition stops holding the
+    watermark once its last record has arrived. Live: every partition (one that stays
+    silent is released by the idle rule, so a flow started before its data still waits
+    for each partition's first record); ends are not final there.
+
+    >>> ip = InputPartitions({"t.orders": ("orders", ((0, 5), (1, 9)))}, live=False)
+    >>> ip.expected({"orders"})
+    [('orders', 't.orders', 0), ('orders', 't.orders', 1)]
+    >>> ip.ends({"orders"})
+    {('t.orders', 0): 5, ('t.orders', 1): 9}
+    """
+
+    topics: Mapping[str, tuple[str, tuple[tuple[int, int], ...]]]  # topic -> (family, ends)
+    live: bool
+
+    def expected(self, families: Collection[str]) -> list[tuple[str, str, int]]:
+        return [(fam, topic, p) for topic, (fam, parts) in sorted(self.topics.items())
+                if fam in families for p, _ in parts]  # fmt: skip
+
+    def ends(self, families: Collection[str]) -> dict[tuple[str, int], int]:
+        if self.live:
+            return {}
+        return {(topic, p): end for topic, (fam, parts) in self.topics.items()
+                if fam in families for p, end in parts}  # fmt: skip
+
+
+def input_partitions(
+    kafka: KafkaSettings, topic_families: Mapping[str, str], *, live: bool, timeout_s: float = 10
+) -> InputPartitions:
+    """Partitions of each input topic (bounded: those holding data now), with their ends.
+
+    The end is the offset after the last record, read back rather than taken from the
+    high watermark: Tansu reports a high watermark per record *batch* (7 records produced
+    as one batch: high watermark 1), which would call a partition finished too early.
+    """
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    consumer = Consumer({**kafka.client_config(), "group.id": "retailpulse-metadata",
+                         "enable.auto.commit": False, "enable.partition.eof": True})  # fmt: skip
+    out: dict[str, tuple[str, tuple[tuple[int, int], ...]]] = {}
+    try:
+        listed = consumer.list_topics(timeout=timeout_s).topics or {}
+        highs: dict[tuple[str, int], int] = {}
+        for topic in sorted(topic_families):
+            meta = listed.get(topic)
+            for p in sorted(meta.partitions) if meta is not None and meta.partitions else []:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, p), timeout=timeout_s, cached=False
+                )
+                if high > low or live:  # live: an empty one turns idle after IDLE_RELEASE_S
+                    highs[(topic, p)] = high
+        ends = dict(highs)
+        if highs and not live:  # read each partition's tail: its true last offset
+            consumer.assign([TopicPartition(t, p, h - 1) for (t, p), h in highs.items()])
+            pending = set(highs)
+            deadline = time.monotonic() + timeout_s
+            while pending and time.monotonic() < deadline:
+                for msg in consumer.consume(1000, 0.5):
+                    t, p, offset, err = msg.topic(), msg.partition(), msg.offset(), msg.error()
+                    if t is None or p is None:
+                        continue
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            pending.discard((t, p))
+                        continue
+                    if offset is not None:
+                        ends[(t, p)] = max(ends[(t, p)], offset + 1)
+            if pending:
+                raise ConfigError(f"could not read the end of input partitions {sorted(pending)}")
+        for topic, family in sorted(topic_families.items()):
+            parts = tuple(sorted((p, end) for (t, p), end in ends.items() if t == topic))
+            out[topic] = (family, parts)
+    except KafkaException as exc:
+        raise ConfigError(f"cannot read input partitions from Kafka: {exc}") from exc
+    finally:
+        consumer.close()
+    return InputPartitions(out, live)
+
+
+@dataclass(frozen=True)
 class IngestFlow:
     flow: Dataflow
     events: Stream[Event]
@@ -123,6 +209,13 @@ def build_flow(
             batch_size=settings.run.batch_size,
             raise_on_errors=False,  # consumer errors come out as data; the decoder judges them
         )
+        if extensions:
+            # Model flows sequence events by event time and wait for every partition that
+            # holds data (docs/event-time.md): a flow that wants them has the attribute.
+            known = input_partitions(settings.kafka, topic_families, live=tail)
+            for ext in extensions:
+                if hasattr(ext, "input_partitions"):
+                    ext.input_partitions = known
     flow = Dataflow(FLOW_ID)
     messages = op.input("kafka_in", flow, source)
     decoded = op.flat_map_batch(

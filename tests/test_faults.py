@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from infra.embedded import EmbeddedKafka, EmbeddedRedis
 from infra.processes import free_port
 from processors.records import DeadLetter, Event
+from processors.sequencer import IDLE_RELEASE_S
 from streams.decode import BatchDecoder
 from streams.flows.customers import CustomerFlow
 from streams.flows.demand import DemandFlow
@@ -197,7 +198,9 @@ def _start_flow(s: Settings, log_path: Path) -> subprocess.Popen[bytes]:
 
 def _settle(url: str, prefix: str, timeout: float = 20.0) -> None:
     """Wait until Redis stops changing: the ingest counters can be complete a moment before
-    the model flows' writes of the same epoch land (they reach the sink separately)."""
+    the model flows' writes of the same epoch land (they reach the sink separately), and
+    a live run's sequencers release the last events once their partitions turn idle."""
+    time.sleep(IDLE_RELEASE_S + 1.0)
     deadline, last = time.monotonic() + timeout, _state(url, prefix)
     while time.monotonic() < deadline:
         time.sleep(1.0)

@@ -167,14 +167,11 @@ def redis_state(client: redis.Redis, prefix: str) -> dict[str, Any]:
     return state
 
 
-# Kinds whose values depend on the order in which partitions/topics arrive, so they differ
-# between two UNINTERRUPTED runs too (a resume re-interleaves the replayed epoch): only
-# their key set is compared. Causes (file:line) in docs/recovery.md "Known limits".
-# forecast/demand_score: two uninterrupted runs differed in 172 forecast and 32 demand_score
-# keys (series filed under UNKNOWN when facts arrive before their catalog/store record).
-# Remove kinds from this set as their flows become arrival-order independent.
-ORDER_DEPENDENT = frozenset({"customer", "churn", "leadtime", "supplier", "supply_score",
-                             "reorder", "forecast", "demand_score"})  # fmt: skip
+# Kinds whose values depend on the order in which partitions/topics arrive: only their key
+# set is compared. Empty since the model flows sequence their input by event time
+# (processors/sequencer.py, docs/event-time.md): every kind is compared value for value.
+# Add a kind back only with its cause in docs/recovery.md "Known limits".
+ORDER_DEPENDENT: frozenset[str] = frozenset()
 
 
 def _kind(key: str) -> str:
@@ -182,9 +179,7 @@ def _kind(key: str) -> str:
 
 
 def order_dependent(key: str) -> bool:
-    """Also the demand hierarchy's UNKNOWN nodes: made when an order or catalog record is
-    read before its store's record (processors/demand_engine.py ``_series``)."""
-    return _kind(key) in ORDER_DEPENDENT or "UNKNOWN" in key
+    return _kind(key) in ORDER_DEPENDENT
 
 
 def comparable(state: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +277,8 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(
     finally:
         client.close()
     base, got = comparable(baseline), comparable(resumed)
-    extra = sorted(k for k in got.keys() - base.keys() if "UNKNOWN" not in k)
-    lost = sorted(k for k in base.keys() - got.keys() if "UNKNOWN" not in k)
+    extra = sorted(got.keys() - base.keys())
+    lost = sorted(base.keys() - got.keys())
     assert (extra, lost) == ([], []), "extra or lost entities"
     differ = sorted(k for k in base.keys() & got.keys()
                     if base[k] != got[k] and not order_dependent(k))  # fmt: skip

@@ -2,7 +2,8 @@
 
     events --customers_only_mine--> orders | clickstream | catalog
            --customers_key--> one key ("all"): one global churn model (docs/customers.md)
-           --customers_book--> CustomerBook (profiles, labels, models), writes collapsed
+           --customers_book--> Sequencer (event-time order, docs/event-time.md), then
+                               CustomerBook (profiles, labels, models), writes collapsed
                                per batch: the last score per customer
            --customers_split_errors--+--customers_writes--> RedisWrite
                                      +--customers_errors--> process:customers dead letters
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
@@ -32,7 +34,9 @@ from processors.customer_book import (
     score_writes,
 )
 from processors.records import DeadLetter, Event
+from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
 from processors.writes import HashWrite, RedisWrite
+from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
@@ -41,27 +45,64 @@ __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "
 log = logging.getLogger(__name__)
 
 
-class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", CustomerBook]):
+_FAMILIES = ("orders", "clickstream", "catalog")
+
+
+def new_state(cfg: CustomerSettings, partitions: InputPartitions | None) -> Sequenced[CustomerBook]:
+    # Every partition drives the clock (in a bounded run an ended one stops holding it),
+    # so no catalog record is late; at equal time they leave before orders and clicks.
+    seq = Sequencer(max_events=cfg.reorder_max_events, inclusive=partitions is None)
+    if partitions is not None:
+        seq.expect(partitions.expected(_FAMILIES), partitions.ends(_FAMILIES))
+    return Sequenced(CustomerBook(cfg), seq)
+
+
+class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[CustomerBook]]):
+    """Events enter the sequencer; what it releases (event-time order) enters the book."""
+
     def __init__(
         self,
-        book: CustomerBook,
+        state: Sequenced[CustomerBook],
         failures: EventDeadLetters,
         fault: Callable[[Event], None] | None = None,
+        idle_s: float | None = None,
     ) -> None:
-        self.book = book
+        self.state = state
+        self.book = state.model
         self.failures = failures
         self.fault = fault
+        # Live runs: quiet partitions stop holding the watermark (processing time, here).
+        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
     def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        seq = self.state.sequencer
+        seq.push_all(values)
+        if self.idle is not None:
+            self.idle.arrived(seq, values, datetime.now(UTC))  # the edge's clock
+        return self._apply(seq.pop_ready(), final=False), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        return self._apply(self.state.sequencer.flush(), final=True), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None if self.idle is None else self.idle.due(self.state.sequencer)
+
+    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        seq = self.state.sequencer
+        if self.idle is not None:
+            self.idle.expire(seq, datetime.now(UTC))
+        return self._apply(seq.pop_ready(), final=False), StatefulBatchLogic.RETAIN
+
+    def _apply(self, events: list[Event], *, final: bool) -> list[RedisWrite | DeadLetter]:
         book, fault = self.book, self.fault
         # The raising entry point: process() swallows errors into a counter, but a bad event
         # must reach the dead-letter topic with its reason (docs/dead-letters.md).
-        process = getattr(book, "_process", book.process)
+        process = book._process
         last: dict[str, CustomerScore] = {}
         alerts: list[CustomerScore] = []
-        labels_before, wm_before = book.metrics.n, book.watermark
+        labels_before = book.metrics.n
         out: list[RedisWrite | DeadLetter] = []
-        for ev in values:
+        for ev in events:
             try:
                 if fault is not None:
                     fault(ev)
@@ -82,12 +123,16 @@ class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", CustomerBo
                            and w.channel)  # fmt: skip
         if book.metrics.n != labels_before:
             out.append(HashWrite("churn", "metrics", book.metrics.fields(), book.metrics.n))
-        if book.watermark != wm_before:  # one small hash per batch: the book's health
-            out.append(HashWrite("churn", "state", book.state_fields(), book.watermark))
-        return out, False
+        if events or final:
+            # The book's health after every batch that applied something (an equal version
+            # rewrites, so the last one stands however the events were batched).
+            fields = {**book.state_fields(), **self.state.sequencer.stats()}
+            fields.pop("peak")  # depends on batch sizes: kept out of the compared state
+            out.append(HashWrite("churn", "state", fields, book.watermark))
+        return out
 
-    def snapshot(self) -> CustomerBook:
-        return self.book
+    def snapshot(self) -> Sequenced[CustomerBook]:
+        return self.state
 
 
 class CustomerFlow:
@@ -104,20 +149,20 @@ class CustomerFlow:
         self.config = config or CustomerSettings()
         self.fault = fault  # tests only: called per event; what it raises is a model error
         self.errors: Stream[DeadLetter] | None = None  # set by build(): process:customers
+        # Set by build_flow from Kafka metadata before build() (None: TestingSource input).
+        self.input_partitions: InputPartitions | None = None
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         cfg, fault = self.config, self.fault
         failures = process_failures(self.name, settings)
-        mine = op.filter(
-            "customers_only_mine",
-            events,
-            lambda e: e.family in ("orders", "clickstream", "catalog"),
-        )
+        parts = self.input_partitions
+        idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
+        mine = op.filter("customers_only_mine", events, lambda e: e.family in _FAMILIES)
         keyed = op.key_on("customers_key", mine, lambda _e: "all")
         books = op.stateful_batch(
             "customers_book",
             keyed,
-            lambda resume: _BookLogic(resume or CustomerBook(cfg), failures, fault),
+            lambda resume: _BookLogic(resume or new_state(cfg, parts), failures, fault, idle_s),
         )
         split = op.branch("customers_split_errors", books, _is_write)
         self.errors = op.key_rm("customers_errors", split.falses)  # type: ignore[arg-type]

@@ -1,6 +1,7 @@
 """The demand forecasting flow: orders -> closed days -> online model -> coherent forecasts.
 
-    events --demand_relevant--demand_key--demand_engine (one keyed state)
+    events --demand_relevant--demand_key--demand_engine (one keyed state: a Sequencer
+           putting events in event-time order (docs/event-time.md), then the engine)
            --demand_split_errors--+--demand_unkey--> writes
                                   +--demand_errors--> process:demand dead letters
 
@@ -11,6 +12,7 @@ event the engine raises on becomes a dead letter (docs/dead-letters.md) and the 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
@@ -21,7 +23,9 @@ from bytewax.operators import StatefulBatchLogic
 from processors.demand_engine import _FAMILIES, DemandEngine, DemandSettings
 from processors.reconcile import LEVELS
 from processors.records import DeadLetter, Event
+from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
 from processors.writes import RedisWrite
+from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
@@ -46,17 +50,21 @@ class DemandFlow:
         self.fault = fault
         self.output: Stream[RedisWrite] | None = None  # set by build(); the supply flow reads it
         self.errors: Stream[DeadLetter] | None = None  # set by build(): process:demand letters
+        # Set by build_flow from Kafka metadata before build() (None: TestingSource input).
+        self.input_partitions: InputPartitions | None = None
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         cfg, tz, fault = self.config, settings.run.timezone, self.fault
         failures = process_failures(NAME, settings)
 
+        parts = self.input_partitions
+        idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         relevant = op.filter(f"{NAME}_relevant", events, lambda e: e.family in _FAMILIES)
         keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: "all")
         out = op.stateful_batch(
             f"{NAME}_engine",
             keyed,
-            lambda state: _EngineLogic(state or DemandEngine(cfg, tz), failures, fault),
+            lambda state: _EngineLogic(state or new_state(cfg, tz, parts), failures, fault, idle_s),
         )
         split = op.branch(f"{NAME}_split_errors", out, _is_write)
         self.output = op.key_rm(f"{NAME}_unkey", split.trues)  # type: ignore[arg-type]
@@ -68,26 +76,60 @@ def _is_write(kv: tuple[str, Any]) -> bool:
     return not isinstance(kv[1], DeadLetter)
 
 
-class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", DemandEngine]):
-    """Runs the engine over a batch, then republishes once if series were added."""
+def new_state(
+    cfg: DemandSettings, tz: str, partitions: InputPartitions | None
+) -> Sequenced[DemandEngine]:
+    # Every partition drives the clock (in a bounded run an ended one stops holding it),
+    # so no catalog or store record is late; at equal time they leave first.
+    seq = Sequencer(inclusive=partitions is None)
+    if partitions is not None:
+        seq.expect(partitions.expected(_FAMILIES), partitions.ends(_FAMILIES))
+    return Sequenced(DemandEngine(cfg, tz), seq)
+
+
+class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[DemandEngine]]):
+    """Sequences a batch and runs the engine over what is released, in event-time order."""
 
     def __init__(
         self,
-        engine: DemandEngine,
+        state: Sequenced[DemandEngine],
         failures: EventDeadLetters,
         fault: Callable[[Event], None] | None = None,
+        idle_s: float | None = None,
     ) -> None:
-        self.engine = engine
+        self.state = state
+        self.engine = state.model
         self.failures = failures
         self.fault = fault
+        # Live runs: quiet partitions stop holding the watermark (processing time, here).
+        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
     def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        seq = self.state.sequencer
+        seq.push_all(values)
+        if self.idle is not None:
+            self.idle.arrived(seq, values, datetime.now(UTC))  # the edge's clock
+        return self._apply(seq.pop_ready()), StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        return self._apply(self.state.sequencer.flush()), StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None if self.idle is None else self.idle.due(self.state.sequencer)
+
+    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        seq = self.state.sequencer
+        if self.idle is not None:
+            self.idle.expire(seq, datetime.now(UTC))
+        return self._apply(seq.pop_ready()), StatefulBatchLogic.RETAIN
+
+    def _apply(self, events: list[Event]) -> list[RedisWrite | DeadLetter]:
         engine, fault = self.engine, self.fault
         # The raising entry point: on_event() swallows errors into a counter, but a bad
         # event must reach the dead-letter topic with its reason (docs/dead-letters.md).
-        on_event = getattr(engine, "_on_event", engine.on_event)
+        on_event = engine._on_event
         out: list[RedisWrite | DeadLetter] = []
-        for e in values:
+        for e in events:
             try:
                 if fault is not None:
                     fault(e)
@@ -95,11 +137,14 @@ class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", DemandEn
             except Exception as exc:  # one bad event must not stop the flow
                 engine.bad_events += 1
                 out.append(self.failures.dead_letter(e, exc))
-        out.extend(engine.flush())
-        return out, StatefulBatchLogic.RETAIN
+            if engine.stale:
+                # Republish right after the event that added series, not at the end of the
+                # batch: the republished values then do not depend on where batches end.
+                out.extend(engine.flush())
+        return out
 
-    def snapshot(self) -> DemandEngine:
-        return self.engine
+    def snapshot(self) -> Sequenced[DemandEngine]:
+        return self.state
 
 
 def demand_report(client: redis.Redis, prefix: str) -> str:

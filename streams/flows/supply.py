@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import zlib
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import bytewax.operators as op
@@ -28,9 +30,11 @@ import redis
 from bytewax.dataflow import Stream
 
 from processors.records import DeadLetter, Event
+from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
 from processors.supply_engine import SupplyEngine, SupplySettings, detection_scores
 from processors.supply_impact import Cover, CoverTracker
 from processors.writes import HashWrite, RedisWrite
+from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
 from streams.settings import Settings
 
@@ -124,44 +128,104 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
 
 
 class _EngineLogic(op.StatefulBatchLogic[Any, "RedisWrite | DeadLetter", bytes]):
-    """Feeds a batch to the engine; its snapshot is a pickle (cheaper than a deepcopy)."""
+    """Sequences supplier events and covers by event time (docs/event-time.md), feeds what
+    is released to the engine; its snapshot is a pickle (cheaper than a deepcopy)."""
 
     def __init__(
         self,
         settings: SupplySettings,
         resume: bytes | None,
         failures: EventDeadLetters | None = None,  # None: count and log only
+        partitions: InputPartitions | None = None,
+        idle_s: float | None = None,
     ) -> None:
-        self.engine: SupplyEngine = (
-            pickle.loads(resume) if resume is not None else SupplyEngine(settings)
-        )
+        loaded = pickle.loads(resume) if resume is not None else None
+        if isinstance(loaded, Sequenced):
+            self.state: Sequenced[SupplyEngine] = loaded
+        else:  # fresh, or a bare engine (tests build one): a new sequencer in front
+            seq = Sequencer(clock=("supplier",), inclusive=partitions is None)
+            if partitions is not None:
+                seq.expect(partitions.expected({"supplier"}), partitions.ends({"supplier"}))
+            self.state = Sequenced(loaded or SupplyEngine(settings), seq)
+        self.engine = self.state.model
         self.failures = failures
+        # Live runs: quiet partitions stop holding the watermark (processing time, here).
+        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        eng = self.engine
+        seq = self.state.sequencer
         out: list[RedisWrite | DeadLetter] = []
         for item in values:
-            try:
-                if isinstance(item, Event):
-                    out.extend(eng.on_supplier(item.value, item.event_time))
-                elif isinstance(item, DeadLetter):  # from _route: on to supply_errors
-                    eng.errors += 1
-                    out.append(item)
-                else:
-                    _, store, covers = item
-                    for sku, cover in covers:
-                        eng.on_cover(sku, store, cover)
-            except Exception as exc:  # bad input must not stop the flow: count it, go on
-                eng.errors += 1
-                if isinstance(item, Event) and self.failures is not None:
-                    out.append(self.failures.dead_letter(item, exc))
-                else:  # covers summarise many events: no one record to dead-letter
-                    log.exception("supply: could not process %r", item)
-        out.extend(eng.flush())
+            if isinstance(item, Event):
+                seq.push(item)
+            elif isinstance(item, DeadLetter):  # from _route: on to supply_errors
+                self.engine.errors += 1
+                out.append(item)
+            else:
+                _, store, covers = item
+                for sku, cover in covers:
+                    seq.push(_cover_event(store, sku, cover))
+        if self.idle is not None:
+            events = [v for v in values if isinstance(v, Event)]
+            self.idle.arrived(seq, events, datetime.now(UTC))  # the edge's clock
+        out.extend(self._apply(seq.pop_ready()))
         return out, op.StatefulBatchLogic.RETAIN
 
+    def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        out = self._apply(self.state.sequencer.flush())
+        # At the end of a bounded input every supplier's hash and the scores are written
+        # once more at the final watermark, so the last write does not depend on which
+        # batch happened to touch a supplier last.
+        self.engine.dirty.update(self.engine.metrics)
+        out.extend(self.engine.flush())
+        return out, op.StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return None if self.idle is None else self.idle.due(self.state.sequencer)
+
+    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
+        seq = self.state.sequencer
+        if self.idle is not None:
+            self.idle.expire(seq, datetime.now(UTC))
+        return self._apply(seq.pop_ready()), op.StatefulBatchLogic.RETAIN
+
+    def _apply(self, events: list[Event]) -> list[RedisWrite | DeadLetter]:
+        eng = self.engine
+        out: list[RedisWrite | DeadLetter] = []
+        for ev in events:
+            try:
+                if ev.family == _COVER:
+                    v = ev.value
+                    eng.on_cover(v["sku"], v["store"], v["cover"])
+                else:
+                    out.extend(eng.on_supplier(ev.value, ev.event_time))
+            except Exception as exc:  # bad input must not stop the flow: count it, go on
+                eng.errors += 1
+                if ev.family != _COVER and self.failures is not None:
+                    out.append(self.failures.dead_letter(ev, exc))
+                else:  # covers summarise many events: no one record to dead-letter
+                    log.exception("supply: could not process %r", ev)
+        out.extend(eng.flush())
+        return out
+
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.engine, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_COVER = "cover"  # the family of a cover wrapped for the sequencer
+
+
+def _cover_event(store: str, sku: str, cover: Cover) -> Event:
+    """A cover as an event the sequencer can order: covers of equal time leave in a stable
+    (store, sku) order (crc32, never Python's salted hash()).
+
+    >>> e = _cover_event("ST1", "SK-1", Cover(10, 2.0, 5.0, 7))
+    >>> e.family, e.event_time, e.offset
+    ('cover', 7, 2416224779)
+    """
+    value = {"store": store, "sku": sku, "cover": cover}
+    return Event(_COVER, None, value, cover.t, 0, _COVER, 0,
+                 zlib.crc32(f"{store}\x1f{sku}".encode()))  # fmt: skip
 
 
 def _to_engine(kv: tuple[str, Any]) -> tuple[str, Any]:
@@ -224,6 +288,8 @@ class SupplyFlow:
         self.forecasts = forecasts
         self.fault = fault  # tests only: called per event; what it raises is a model error
         self.errors: Stream[DeadLetter] | None = None  # set by build(): process:supply
+        # Set by build_flow from Kafka metadata before build() (None: TestingSource input).
+        self.input_partitions: InputPartitions | None = None
 
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         s = self.settings
@@ -236,7 +302,11 @@ class SupplyFlow:
             "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r)
         )
         to_engine = op.map("supply_to_engine", covered, _to_engine)
-        state = op.stateful_batch("supply_state", to_engine, lambda r: _EngineLogic(s, r, failures))
+        parts = self.input_partitions
+        idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
+        state = op.stateful_batch(
+            "supply_state", to_engine, lambda r: _EngineLogic(s, r, failures, parts, idle_s)
+        )
         split = op.branch("supply_split_errors", state, _is_write)
         self.errors = op.key_rm("supply_errors", split.falses)  # type: ignore[arg-type]
         return op.key_rm("supply_writes", split.trues)  # type: ignore[arg-type]
