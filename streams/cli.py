@@ -187,7 +187,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     given = {k: v for k, v in flags.items() if v is not None}
     if given:
         settings = settings.replace(run=dataclasses.replace(settings.run, **given))
-    run(settings, live=args.live)
+    addresses = [a.strip() for a in (args.addresses or "").split(",") if a.strip()]
+    run(settings, live=args.live, process_id=args.process_id, addresses=addresses)
     return 0
 
 
@@ -271,6 +272,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--live", action="store_true", help="tail the topics (default: bounded)")
     run.add_argument("--workers", type=int)
     run.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1")
+    run.add_argument(
+        "--process-id", type=int, help="this process's index in --addresses (docs/scaling.md)"
+    )
+    run.add_argument("--addresses", help="host:port of every process of a cluster, comma separated")
     run.add_argument(
         "--recovery-dir", type=Path, help="snapshot state here; resume from it (docs/recovery.md)"
     )

@@ -16,6 +16,7 @@ from bytewax.run import cli_main
 from bytewax.testing import run_main
 
 from streams.dataflow import FlowExtension, build_flow
+from streams.errors import ConfigError
 from streams.flows import default_extensions
 from streams.recovery import recovery_config
 from streams.registry import SchemaCatalog, build_resolver
@@ -27,12 +28,23 @@ log = logging.getLogger(__name__)
 
 
 def run(
-    settings: Settings, *, live: bool, extensions: Sequence[FlowExtension] | None = None
+    settings: Settings,
+    *,
+    live: bool,
+    extensions: Sequence[FlowExtension] | None = None,
+    process_id: int | None = None,
+    addresses: Sequence[str] = (),
 ) -> None:
     """Build the flow from ``settings`` and run it in this process until done (or Ctrl-C).
 
     ``extensions`` defaults to every model flow (:func:`streams.flows.default_extensions`).
+    With ``addresses`` (``host:port`` of every process, the same list everywhere) this
+    process is number ``process_id`` of a Bytewax cluster (docs/scaling.md).
     """
+    if addresses and (process_id is None or not 0 <= process_id < len(addresses)):
+        raise ConfigError(
+            f"--process-id must be one of 0..{len(addresses) - 1} for {len(addresses)} addresses"
+        )
     resolver = build_resolver(
         SchemaCatalog.load(),
         registry_url=settings.serde.schema_registry_url,
@@ -57,12 +69,14 @@ def run(
         json.dumps(settings.describe(), default=str),  # secrets are masked by describe()
     )
     epoch = timedelta(seconds=settings.run.effective_epoch_interval_s)
-    if settings.run.workers <= 1:
+    if settings.run.workers <= 1 and not addresses:
         run_main(built.flow, epoch_interval=epoch, recovery_config=recovery)
     else:  # threads share the GIL: for CPU scale-out run one process per core (docs/scaling.md)
         cli_main(
             built.flow,
-            workers_per_process=settings.run.workers,
+            workers_per_process=max(1, settings.run.workers),
+            process_id=process_id if addresses else None,
+            addresses=list(addresses) or None,
             epoch_interval=epoch,
             recovery_config=recovery,
         )

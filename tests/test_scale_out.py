@@ -34,21 +34,12 @@ pytestmark = pytest.mark.integration
 # One process of the cluster: the flow ``retailpulse run`` builds, under cli_main.
 _CLUSTER_PROCESS = """
 import json, sys
-from datetime import timedelta
-from bytewax.run import cli_main
-from streams.dataflow import build_flow
-from streams.flows import default_extensions
-from streams.registry import SchemaCatalog, build_resolver
+from streams.runner import run
 from streams.settings import load_settings
 
 overrides, pid, addresses = json.loads(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
 s = load_settings(env={}, overrides=overrides, use_embedded=False)
-resolver = build_resolver(SchemaCatalog.load(), registry_url=s.serde.schema_registry_url,
-                          registry_config=s.serde.schema_registry,
-                          topics=s.topics.input_topics())
-built = build_flow(s, resolver, tail=False, extensions=default_extensions(s))
-cli_main(built.flow, workers_per_process=1, process_id=pid, addresses=addresses,
-         epoch_interval=timedelta(seconds=s.run.effective_epoch_interval_s))
+run(s, live=False, process_id=pid, addresses=addresses)  # what `retailpulse run --process-id`
 """
 
 
