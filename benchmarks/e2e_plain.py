@@ -8,6 +8,7 @@ the very objects the dataflow's steps call, in the same order:
     -> Deduplicator -> demand _EngineLogic
     -> supply _Router / _CoverLogic (per store key) / _EngineLogic
     -> customers _BookLogic -> RedisWriter.write (one pipelined batch) ; dead letters -> Kafka
+    and at the end of input each stateful step's ``on_eof`` (the event-time sequencers flush)
 
 so the difference between a Bytewax run and this loop is what the framework costs
 (operator hops, per-item callbacks, routing, batching, state bookkeeping). Each stage is
@@ -29,7 +30,10 @@ from processors.demand_engine import _FAMILIES as DEMAND_FAMILIES
 from processors.ingest import IngestTotals, accumulate, summarize
 from processors.records import DeadLetter, Event
 from processors.writes import RedisWrite, ingest_writes
+from streams.dataflow import InputPartitions, input_partitions
 from streams.decode import BatchDecoder, Deduplicator, EventDeadLetters, process_failures
+from streams.flows import customers as customers_flow
+from streams.flows import demand as demand_flow
 from streams.flows.customers import _BookLogic
 from streams.flows.demand import _EngineLogic as DemandLogic
 from streams.flows.supply import _CoverLogic, _forecast_moves, _Router, _to_engine
@@ -90,14 +94,22 @@ def _split(items: Iterable[Any]) -> tuple[list[RedisWrite], list[DeadLetter]]:
 class _Supply:
     """The supply flow's three stateful steps, keyed by hand like Bytewax keys them."""
 
-    def __init__(self, settings: Settings, failures: EventDeadLetters) -> None:
+    def __init__(
+        self, settings: Settings, failures: EventDeadLetters, parts: InputPartitions | None
+    ) -> None:
         self.router = _Router(failures)
         self.alpha = settings.supply.demand_alpha
         self.covers: dict[str, _CoverLogic] = {}
-        self.engine = SupplyLogic(settings.supply, None, failures)
+        self.engine = SupplyLogic(settings.supply, None, failures, parts)
+
+    def eof(self, demand_writes: list[RedisWrite]) -> list[Any]:
+        """End of input: the last forecasts' covers, then the engine's sequencer flushed."""
+        out = self([], demand_writes)
+        eof, _ = self.engine.on_eof()
+        return out + list(eof)
 
     def __call__(self, events: list[Event], demand_writes: list[RedisWrite]) -> list[Any]:
-        routed = self.router(events)
+        routed = self.router(events) if events else []
         for w in demand_writes:
             routed.extend(_forecast_moves(w))
         grouped: dict[str, list[Any]] = {}
@@ -119,10 +131,15 @@ class _Supply:
 class FlowSteps:
     """One batch of consumed messages through every step of the dataflow, timed per stage."""
 
-    def __init__(self, settings: Settings, resolver: SchemaResolver) -> None:
-        from processors.customer_book import CustomerBook
-        from processors.demand_engine import DemandEngine
-
+    def __init__(
+        self,
+        settings: Settings,
+        resolver: SchemaResolver,
+        parts: InputPartitions | None = None,
+    ) -> None:
+        # ``parts``: the partitions the model flows' event-time sequencers wait for, as
+        # build_flow passes them (None, as with a TestingSource: the sequencers wait only
+        # for partitions that have delivered something).
         topic_families = {t: f for f, t in settings.topics.input_topics().items()}
         self.decoder = BatchDecoder(
             topic_families,
@@ -133,12 +150,13 @@ class FlowSteps:
         )
         self.dedup = Deduplicator(settings)
         self.demand = DemandLogic(
-            DemandEngine(settings.demand, settings.run.timezone),
+            demand_flow.new_state(settings.demand, settings.run.timezone, parts),
             process_failures("demand", settings),
         )
-        self.supply = _Supply(settings, process_failures("supply", settings))
+        self.supply = _Supply(settings, process_failures("supply", settings), parts)
         self.customers = _BookLogic(
-            CustomerBook(settings.customers), process_failures("customers", settings)
+            customers_flow.new_state(settings.customers, parts),
+            process_failures("customers", settings),
         )
         self.totals: dict[str, IngestTotals] = {}
         self.timer = _Timer()
@@ -167,6 +185,14 @@ class FlowSteps:
         c_writes, c_dead = _split(timer("customers", self.customers.on_batch, mine)[0])
         return writes + d_writes + s_writes + c_writes, dead + d_dead + s_dead + c_dead
 
+    def eof(self) -> tuple[list[RedisWrite], list[DeadLetter]]:
+        """End of input: flush what the sequencers still hold, in the flows' order."""
+        timer = self.timer
+        d_writes, d_dead = _split(timer("demand", self.demand.on_eof)[0])
+        s_writes, s_dead = _split(timer("supply", self.supply.eof, d_writes))
+        c_writes, c_dead = _split(timer("customers", self.customers.on_eof)[0])
+        return d_writes + s_writes + c_writes, d_dead + s_dead + c_dead
+
 
 def run_plain(settings: Settings, *, batch_size: int = 1000) -> dict[str, Any]:
     """Read every input topic to its end doing the flow's work; figures per stage."""
@@ -177,7 +203,8 @@ def run_plain(settings: Settings, *, batch_size: int = 1000) -> dict[str, Any]:
         registry_config=settings.serde.schema_registry,
         topics=settings.topics.input_topics(),
     )
-    steps = FlowSteps(settings, resolver)
+    parts = input_partitions(settings.kafka, topic_families, live=False)
+    steps = FlowSteps(settings, resolver, parts)
     writer = RedisWriter(
         settings.redis.require_url(),
         prefix=settings.redis.key_prefix,
@@ -193,15 +220,22 @@ def run_plain(settings: Settings, *, batch_size: int = 1000) -> dict[str, Any]:
             "log_level": 0,
         }
     )
-    parts = [
+    assigned = [
         TopicPartition(t, p, 0) for t in topic_families for p in range(settings.topics.partitions)
     ]
-    consumer.assign(parts)
-    open_parts = {(tp.topic, tp.partition) for tp in parts}
+    consumer.assign(assigned)
+    open_parts = {(tp.topic, tp.partition) for tp in assigned}
     timer = steps.timer
     n_msgs = n_writes = 0
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    while open_parts:
+    while True:
+        if not open_parts:
+            writes, dead = steps.eof()
+            n_writes += len(writes)
+            timer("redis_write", writer.write, writes)
+            if dead:
+                timer("dead_letters", _send_dead, dlq, settings.topics.dead_letter, dead)
+            break
         t0 = time.thread_time()
         msgs = []
         for m in consumer.consume(batch_size, 0.2):

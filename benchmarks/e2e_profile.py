@@ -26,14 +26,18 @@ STAGE_FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
         ("processors/ingest.py", "accumulate"),
         ("processors/writes.py", "ingest_writes"),
     ),
-    "demand": (("streams/flows/demand.py", "on_batch"),),
+    "demand": (("streams/flows/demand.py", "on_batch"), ("streams/flows/demand.py", "on_eof")),
     "supply": (
         ("streams/flows/supply.py", "__call__"),
         ("streams/flows/supply.py", "on_batch"),
+        ("streams/flows/supply.py", "on_eof"),
         ("streams/flows/supply.py", "_forecast_moves"),
         ("streams/flows/supply.py", "_to_engine"),
     ),
-    "customers": (("streams/flows/customers.py", "on_batch"),),
+    "customers": (
+        ("streams/flows/customers.py", "on_batch"),
+        ("streams/flows/customers.py", "on_eof"),
+    ),
     "redis_write": (("infra/redis_sink.py", "write_batch"),),
     "dead_letters": (("streams/kafka_io.py", "write_batch"),),
     "snapshots": (
@@ -59,7 +63,7 @@ def _norm(path: str) -> str:
 
 def attribute(prof_path: str) -> dict[str, Any]:
     """Seconds per stage, the total, and the framework remainder."""
-    stats: Any = pstats.Stats(prof_path).stats
+    stats: Any = vars(pstats.Stats(prof_path))["stats"]  # the raw table (untyped in typeshed)
     total = 0.0
     for (file, _line, name), (_cc, _nc, _tt, ct, _callers) in stats.items():
         if name == "run" and _norm(file).endswith("streams/runner.py"):
@@ -85,7 +89,7 @@ def attribute(prof_path: str) -> dict[str, Any]:
 
 def top_functions(prof_path: str, n: int = 25) -> list[tuple[str, float, float, int]]:
     """The ``n`` functions with the most own time: (where, own s, cumulative s, calls)."""
-    stats: Any = pstats.Stats(prof_path).stats
+    stats: Any = vars(pstats.Stats(prof_path))["stats"]  # the raw table (untyped in typeshed)
     rows = [
         (f"{_norm(file).split('site-packages/')[-1].split('/work/main/')[-1]}:{line}:{name}",
          tt, ct, nc)

@@ -42,7 +42,7 @@ def _enc(value: Any) -> bytes:
     if cls is int or cls is float:
         return repr(value).encode()
     if cls is bytes:
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, bool):
         raise TypeError("bool is not a Redis value")
     if isinstance(value, (int, float)):
@@ -173,14 +173,20 @@ def _batches(days: int) -> list[list[RedisWrite]]:
             pending = []
     if pending:
         batches.append(steps.process(pending)[0])
+    batches.append(steps.eof()[0])
     return batches
 
 
 def _dump(client: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` and its value, except RedisWriter's own batch marker
+    (``<prefix>:v1:sink:<writer id>``: bookkeeping that RespWriter does not keep)."""
     out: dict[str, Any] = {}
     for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        k = key.decode()[len(prefix) :]
-        kind = client.type(key).decode()
+        k = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+        if k.startswith(":v1:sink:"):
+            continue
+        raw = client.type(key)
+        kind = raw.decode() if isinstance(raw, bytes) else raw
         if kind == "hash":
             out[k] = client.hgetall(key)
         elif kind == "zset":
@@ -212,7 +218,11 @@ def main(days: int = 20) -> None:
             figures[f"{name}_wall_s"] = round(time.perf_counter() - t_wall, 2)
             writer.close()
         client = redis.Redis.from_url(url)
-        figures["identical_redis_state"] = _dump(client, "a") == _dump(client, "b")
+        a, b = _dump(client, "a"), _dump(client, "b")
+        figures["keys"] = len(a)
+        figures["identical_redis_state"] = a == b
+        differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        figures["keys_differing"] = differing[:5]
         client.close()
     write_result("e2e_resp", figures)
 

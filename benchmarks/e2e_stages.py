@@ -68,6 +68,10 @@ class StageTimers:
         self._patch("supply", supply, "_forecast_moves")
         self._patch("supply", supply, "_to_engine")
         self._patch("customers", customers._BookLogic, "on_batch")
+        # End of input: the event-time sequencers release what they still hold.
+        self._patch("demand", demand._EngineLogic, "on_eof")
+        self._patch("supply", supply._EngineLogic, "on_eof")
+        self._patch("customers", customers._BookLogic, "on_eof")
         self._patch("redis_write", sink._RedisSinkPartition, "write_batch")
         self._patch("dead_letters", kafka_io._DeadLetterPartition, "write_batch")
         for mod, cls in ((demand, "_EngineLogic"), (customers, "_BookLogic"),

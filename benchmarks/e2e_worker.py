@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -54,6 +55,7 @@ class _SinkCounts:
 
     def __init__(self) -> None:
         self.figures = {"sink_batches": 0, "sink_items": 0, "sink_commands": 0}
+        self.by_type: dict[str, int] = {}
 
     def install(self) -> None:
         from infra.redis_sink import RedisWriter
@@ -61,14 +63,20 @@ class _SinkCounts:
         original = RedisWriter.write
         figures = self.figures
 
+        by_type: dict[str, int] = {}
+        self.by_type = by_type
+
         def write(writer: Any, writes: Any) -> int:
             sent = original(writer, writes)
             figures["sink_batches"] += 1
             figures["sink_items"] += len(writes)
             figures["sink_commands"] += sent
+            for w in writes:  # which kinds of write the flows send (before collapsing)
+                name = f"{type(w).__name__}:{w.kind}"
+                by_type[name] = by_type.get(name, 0) + 1
             return sent
 
-        RedisWriter.write = write  # type: ignore[method-assign]
+        RedisWriter.write = write  # type: ignore[method-assign,assignment]
 
 
 def main(argv: list[str]) -> None:
@@ -77,8 +85,13 @@ def main(argv: list[str]) -> None:
     settings = load_settings(env={}, overrides=overrides, use_embedded=False)
     from streams.runner import run
 
-    # SIGTERM ends a live run cleanly enough for our figures (Bytewax has no stop call).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # SIGTERM ends a run (Bytewax has no stop call). A live run's figures are measured by
+    # the parent, so it just exits; raising SystemExit inside a Bytewax callback would print
+    # a long BytewaxRuntimeError traceback that is no error of ours.
+    if mode == "live":
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     extra: dict[str, Any] = {}
     counts = _SinkCounts()
     counts.install()  # one increment per batch: no measurable cost
@@ -124,6 +137,7 @@ def main(argv: list[str]) -> None:
             "worker_thread_cpu_s": time.thread_time() - t_thread,
             "peak_rss_mb": usage.ru_maxrss / 1024,
             **counts.figures,
+            "sink_items_by_kind": dict(sorted(counts.by_type.items())),
             **({"stage_cpu_s": stages.cpu} if stages is not None else {}),
             **extra,
         }

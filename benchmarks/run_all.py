@@ -8,7 +8,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_serde", "bench_ingest", "bench_supply", "bench_churn", "bench_demand")
+# bench_e2e last: it takes minutes (every flow, the plain floor, 2 processes, live runs).
+BENCHMARKS = (
+    "bench_serde",
+    "bench_ingest",
+    "bench_supply",
+    "bench_churn",
+    "bench_demand",
+    "bench_e2e",
+)
 
 if __name__ == "__main__":
     failed = [

@@ -43,6 +43,7 @@ __all__ = ["HEADER", "MAGIC_BYTE", "AvroDeserializer", "AvroSerializer", "strip_
 
 MAGIC_BYTE = 0
 HEADER = struct.Struct(">BI")
+_UNKNOWN = object()  # sentinel: a writer id not resolved yet (None means "same as reader")
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -144,7 +145,11 @@ class AvroDeserializer:
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC_BYTE:
             raise DecodeError(f"wrong magic byte {magic} (expected 0: Confluent wire format)")
-        writer = self._writer_for(schema_id)
+        # Fast path: a dict hit, no method call (every message of a topic usually shares
+        # one writer id); _writer_for resolves and caches a new id.
+        writer = self._writers.get(schema_id, _UNKNOWN)
+        if writer is _UNKNOWN:
+            writer = self._writer_for(schema_id)
         body = BytesIO(data)
         body.seek(HEADER.size)
         try:
