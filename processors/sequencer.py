@@ -56,6 +56,7 @@ from processors.records import Event
 __all__ = [
     "DIMENSION_RANK",
     "IDLE_RELEASE_S",
+    "LIVE_CLOCK",
     "IdleTracker",
     "ReorderBuffer",
     "Sequenced",
@@ -71,6 +72,8 @@ IDLE_RELEASE_S = 10.0
 # millisecond must find the SKU's category (else the demand tree files it under UNKNOWN).
 DIMENSION_RANK: Mapping[str, int] = {"stores": 0, "catalog": 1}
 _OTHER_RANK = 2
+# Live runs: the busy families drive the clock; catalog and stores records ride along.
+LIVE_CLOCK = ("orders", "clickstream", "inventory", "supplier")
 _NEVER = -(2**62)
 
 _Key = tuple[int, int, str, int, int]

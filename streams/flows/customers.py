@@ -34,7 +34,7 @@ from processors.customer_book import (
     score_writes,
 )
 from processors.records import DeadLetter, Event
-from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
+from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, IdleTracker, Sequenced, Sequencer
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
@@ -49,9 +49,15 @@ _FAMILIES = ("orders", "clickstream", "catalog")
 
 
 def new_state(cfg: CustomerSettings, partitions: InputPartitions | None) -> Sequenced[CustomerBook]:
-    # Every partition drives the clock (in a bounded run an ended one stops holding it),
-    # so no catalog record is late; at equal time they leave before orders and clicks.
-    seq = Sequencer(max_events=cfg.reorder_max_events, inclusive=partitions is None)
+    # Bounded: every partition drives the clock (an ended one stops holding it), so no
+    # catalog record is late; at equal time it leaves before orders and clicks. Live: the
+    # catalog rides along (a record would hold the clock until the idle release).
+    live = partitions is not None and partitions.live
+    seq = Sequencer(
+        clock=LIVE_CLOCK if live else None,
+        max_events=cfg.reorder_max_events,
+        inclusive=partitions is None,
+    )
     if partitions is not None:
         seq.expect(partitions.expected(_FAMILIES), partitions.ends(_FAMILIES))
     return Sequenced(CustomerBook(cfg), seq)

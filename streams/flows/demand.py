@@ -23,7 +23,7 @@ from bytewax.operators import StatefulBatchLogic
 from processors.demand_engine import _FAMILIES, DemandEngine, DemandSettings
 from processors.reconcile import LEVELS
 from processors.records import DeadLetter, Event
-from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
+from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, IdleTracker, Sequenced, Sequencer
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
@@ -79,9 +79,12 @@ def _is_write(kv: tuple[str, Any]) -> bool:
 def new_state(
     cfg: DemandSettings, tz: str, partitions: InputPartitions | None
 ) -> Sequenced[DemandEngine]:
-    # Every partition drives the clock (in a bounded run an ended one stops holding it),
-    # so no catalog or store record is late; at equal time they leave first.
-    seq = Sequencer(inclusive=partitions is None)
+    # Bounded: every partition drives the clock (an ended one stops holding it), so no
+    # catalog or store record is late; at equal time they leave first. Live: a catalog or
+    # store record would hold the clock at its time until the idle release (10 s), so
+    # those slow dimensions ride along instead (docs/event-time.md).
+    live = partitions is not None and partitions.live
+    seq = Sequencer(clock=LIVE_CLOCK if live else None, inclusive=partitions is None)
     if partitions is not None:
         seq.expect(partitions.expected(_FAMILIES), partitions.ends(_FAMILIES))
     return Sequenced(DemandEngine(cfg, tz), seq)
