@@ -1,7 +1,7 @@
 """Customer flow: live profiles, churn risk with delayed labels, BG/NBD and CLV -> Redis.
 
     events --customers_only_mine--> orders | clickstream | catalog
-           --customers_key--> one key ("all"): one global churn model (docs/customers.md)
+           --customers_key--> one key ("customers"): one global churn model (docs/customers.md)
            --customers_book--> Sequencer (event-time order, docs/event-time.md), then
                                CustomerBook (profiles, labels, models), writes collapsed
                                per batch: the last score per customer
@@ -164,7 +164,9 @@ class CustomerFlow:
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         mine = op.filter("customers_only_mine", events, lambda e: e.family in _FAMILIES)
-        keyed = op.key_on("customers_key", mine, lambda _e: "all")
+        # One key per model flow, each its own: Bytewax places keys on workers by a hash
+        # of the key, so distinct keys let the flows' engines run in different processes.
+        keyed = op.key_on("customers_key", mine, lambda _e: "customers")
         books = op.stateful_batch(
             "customers_book",
             keyed,

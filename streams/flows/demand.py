@@ -60,7 +60,9 @@ class DemandFlow:
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         relevant = op.filter(f"{NAME}_relevant", events, lambda e: e.family in _FAMILIES)
-        keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: "all")
+        # Its own key (not a shared "all"): engines of different flows can then be placed
+        # on different workers (docs/scaling.md).
+        keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: NAME)
         out = op.stateful_batch(
             f"{NAME}_engine",
             keyed,
