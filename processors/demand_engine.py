@@ -26,12 +26,15 @@ from processors.inventory_policy import LeadTimes, Policy, reorder_points
 from processors.reconcile import LEVELS, ColdStartPriors, Hierarchy
 from processors.records import Event
 from processors.watermark import PartitionWatermark
-from processors.writes import HashWrite, RedisWrite
+from processors.writes import HashWrite, RedisWrite, ZSetWrite
 
-__all__ = ["DemandEngine", "DemandSettings"]
+__all__ = ["HISTORY_TTL_MS", "DemandEngine", "DemandSettings"]
 
 _FAMILIES = frozenset({"orders", "catalog", "stores", "clickstream", "inventory", "supplier"})
 _PO_MAX_OPEN_MS = 120 * DAY_MS  # a PO not received in 120 days no longer teaches a lead time
+# Per-day actuals history (demand_day hashes) lives this long: a year and a bit, so the
+# dashboard can show last year's holiday season next to this one.
+HISTORY_TTL_MS = 400 * DAY_MS
 # Score accumulator slots per (level, horizon).
 _N, _AE_MEAN, _AE_P50, _SE_MEAN, _AE_NAIVE, _COVERED = range(6)
 
@@ -342,6 +345,7 @@ class DemandEngine:
                         "forecast", f"{level}:{node}", fields, version, channel="forecast.changes"
                     )
                 )
+        writes.extend(self._history_writes(out, day, version))
         for (level, h), acc in self.scores.items():
             writes.append(HashWrite("demand_score", f"{level}:h{h}", _score_fields(acc), version))
         status = {
@@ -354,6 +358,31 @@ class DemandEngine:
             "bad_events": self.bad_events,
         }
         writes.append(HashWrite("demand_status", "flow", status, version))
+        return writes
+
+    def _history_writes(
+        self, out: dict[str, list[np.ndarray]], day: int, version: int
+    ) -> list[RedisWrite]:
+        """The day's history for the dashboard (``stored_history``): per level ONE hash
+        ``demand_day:<level>:<as_of>`` of ``<node>`` -> ``[actual, mean, p10, p50, p90]``
+        (8 writes a day whatever the number of series), and the day in the index."""
+        writes: list[RedisWrite] = []
+        for level, arrays in out.items():
+            nodes = self.tree.nodes[level]
+            actual = np.zeros(len(nodes))
+            known = self.actuals[day][level][: len(nodes)]
+            actual[: len(known)] = known
+            rows = _json_rows(np.column_stack([actual, *(a[:, 0] for a in arrays)]))
+            fields = dict(zip(nodes, rows, strict=True))
+            writes.append(
+                HashWrite("demand_day", f"{level}:{version}", fields, version, HISTORY_TTL_MS)
+            )
+        writes.append(ZSetWrite("demand_days", "index", str(version), version))
+        # The index stays bounded and in step with the hashes' TTL: the day whose hashes
+        # expire now leaves it (its start from the clock: DST shifts local midnights; a
+        # ZREM of an absent member is a no-op, so replays are harmless).
+        expired = self.book.clock.start_ms(day - HISTORY_TTL_MS // DAY_MS)
+        writes.append(ZSetWrite("demand_days", "index", str(expired), None))
         return writes
 
 

@@ -103,16 +103,16 @@ def test_dashboard_renders_live_data_in_headless_chromium(
 ) -> None:
     dash: DashboardServer = serve(settings, "127.0.0.1", 0, tick_s=0.5).start()
     try:
-        # The dashboard listens while the flows run, so it keeps the days it sees close
-        # (a bounded run closes many days per epoch and the sink publishes only the newest
-        # of each series; stored history would add the rest: docs/dashboard.md).
+        # The demand flow stores every closed day (demand_day hashes, docs/redis.md), so
+        # the chart shows the whole 75-day run, not only the days seen closing live (a
+        # bounded run closes many days per epoch and the sink publishes only the newest).
         t0 = time.monotonic()
         _simulate_and_run(settings)
         print(f"simulation + bounded run: {time.monotonic() - t0:.1f} s")
         driver.get(dash.url)
         js = driver.execute_script
         hook = "return window.rpDashboard"
-        _wait("forecast chart", lambda: (js(hook) or {}).get("forecastPoints", 0) >= 1)
+        _wait("forecast chart", lambda: (js(hook) or {}).get("forecastPoints", 0) >= 60)
         _wait("supply alert rows", lambda: js(hook)["alertRows"] >= 1)
         traces = js(
             "return document.querySelectorAll('#forecast-chart.js-plotly-plot .trace').length"

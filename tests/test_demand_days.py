@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from processors.daily_demand import DAY_MS, DailyDemand, DayClock
 
 HOUR = 3_600_000
@@ -121,3 +123,84 @@ def test_unknown_event_types_are_ignored_and_state_is_bounded():
         book.add_order(order("ORDER_PLACED", (D + k) * DAY_MS + HOUR, f"O{k}", 1))
         book.advance()
     assert len(book.open) <= 2 and len(book.placed_day) <= 2
+
+
+# -- the per-day actuals history the engine publishes for the dashboard ------------------
+
+
+def _engine_days(n_days: int) -> tuple[Any, list[Any]]:
+    from processors.demand_engine import DemandEngine, DemandSettings
+    from processors.records import Event
+
+    def ev(family: str, value: dict[str, Any], t: int) -> Event:
+        return Event(family, None, {**value, "event_time": t}, t, 1, family, 0, 0)
+
+    t0 = D * DAY_MS
+    eng = DemandEngine(DemandSettings(horizon_days=7, scored_horizons=(1, 7)))
+    eng.on_event(ev("stores", {"store_id": "S1", "region_id": "R1", "size_sqm": 900.0}, t0))
+    catalog = {"event_type": "SKU_CREATED", "sku": "K1", "category_id": "C1",
+               "department_id": "D1", "price": 5.0, "launch_date": None}  # fmt: skip
+    eng.on_event(ev("catalog", catalog, t0))
+    line = {"sku": "K1", "quantity": 3, "unit_price": 5.0, "discount": 0.0}
+    writes = []
+    for d in range(n_days + 1):
+        placed = {"event_type": "ORDER_PLACED", "order_id": f"O{d}", "store_id": "S1",
+                  "lines": [line]}  # fmt: skip
+        writes += eng.on_event(ev("orders", placed, t0 + d * DAY_MS + 12 * HOUR))
+    return eng, writes
+
+
+def test_each_closed_day_is_stored_once_per_level_for_the_dashboard():
+    import json
+
+    from processors.demand_engine import HISTORY_TTL_MS
+    from processors.reconcile import LEVELS
+    from processors.writes import HashWrite, ZSetWrite
+
+    eng, writes = _engine_days(4)
+    days = [w for w in writes if isinstance(w, HashWrite) and w.kind == "demand_day"]
+    index = [w for w in writes if isinstance(w, ZSetWrite)]
+    starts = [(D + d) * DAY_MS for d in range(4)]
+    assert [(w.kind, w.entity, w.member, w.score) for w in index] == [
+        row
+        for t in starts
+        for row in (
+            ("demand_days", "index", str(t), t),
+            ("demand_days", "index", str(t - HISTORY_TTL_MS), None),  # expired day leaves
+        )
+    ]
+    assert len(days) == 4 * len(LEVELS)  # one hash per level and day, whatever the series
+    assert {w.entity for w in days} == {f"{lv}:{t}" for lv in LEVELS for t in starts}
+    last = {w.entity: w for w in days if w.version == starts[-1]}
+    bottom = last[f"sku_store:{starts[-1]}"]
+    assert bottom.ttl_ms == HISTORY_TTL_MS and bottom.channel is None
+    actual, mean, p10, p50, p90 = json.loads(bottom.fields["K1:S1"])
+    assert actual == 3.0
+    assert p10 <= p50 <= p90 and mean > 0
+    # the next-day forecast is the forecast hash's first column, the actual its last day
+    fc = next(w for w in writes if w.kind == "forecast" and w.entity == "total:all"
+              and w.version == starts[-1])  # fmt: skip
+    assert json.loads(last[f"total:{starts[-1]}"].fields["all"]) == [
+        fc.fields["actual_last_day"], *(json.loads(fc.fields[k])[0] for k in
+                                        ("mean", "p10", "p50", "p90"))
+    ]  # fmt: skip
+    assert eng.days_closed == 4
+
+
+@pytest.mark.integration
+def test_the_dashboard_reads_the_stored_days_back(settings: Any, redis_client: Any):
+    from infra.redis_sink import RedisWriter
+    from streams.dashboard.queries import DashboardReader
+
+    _, writes = _engine_days(3)
+    writer = RedisWriter(settings.redis.require_url(), prefix=settings.redis.key_prefix)
+    try:
+        writer.write(writes)
+    finally:
+        writer.close()
+    reader = DashboardReader(redis_client, settings.redis.key_prefix)
+    points = reader.stored_history("sku_store", "K1:S1")
+    assert [p["as_of"] for p in points] == [(D + d) * DAY_MS for d in range(3)]
+    assert [p["actual"] for p in points] == [3.0, 3.0, 3.0]
+    assert all(p["p10"] <= p["p50"] <= p["p90"] for p in points)
+    assert len(reader.stored_history("total", "all")) == 3
