@@ -227,7 +227,7 @@ def test_run_flags_reach_the_runner(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     from streams import cli
 
     seen: list[Any] = []
-    monkeypatch.setattr(streams.runner, "run", lambda settings, live: seen.append(settings))
+    monkeypatch.setattr(streams.runner, "run", lambda settings, live, **_kw: seen.append(settings))
     for var in ("RETAILPULSE_RUN_RECOVERY_DIR", "RETAILPULSE_RUN_SNAPSHOT_INTERVAL_S"):
         monkeypatch.delenv(var, raising=False)
     argv = ["--state-dir", str(tmp_path), "run", "--recovery-dir", str(tmp_path / "r"),

@@ -112,3 +112,22 @@ def test_two_processes_leave_the_state_one_process_leaves(
     differ = sorted(k for k in single if single[k] != cluster[k] and _kind(k) not in SUPPLY)
     assert differ == [], (f"{len(differ)} keys differ, e.g. {differ[:5]}: "
                           f"{single[differ[0]]} != {cluster[differ[0]]}")  # fmt: skip
+
+
+def test_cluster_flags_reach_the_runner_and_a_bad_index_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import streams.runner
+    from streams import cli
+    from streams.errors import ConfigError
+
+    seen: list[dict[str, Any]] = []
+    real_run = streams.runner.run
+    monkeypatch.setattr(streams.runner, "run", lambda settings, live, **kw: seen.append(kw))
+    argv = ["--state-dir", str(tmp_path), "run", "--process-id", "1",
+            "--addresses", "10.0.0.1:2101, 10.0.0.2:2101"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert seen == [{"process_id": 1, "addresses": ["10.0.0.1:2101", "10.0.0.2:2101"]}]
+    settings = load_settings(env={}, use_embedded=False)
+    with pytest.raises(ConfigError, match=r"--process-id must be one of 0\.\.1"):
+        real_run(settings, live=False, process_id=2, addresses=["a:1", "b:2"])
