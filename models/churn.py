@@ -13,6 +13,13 @@ by their recent log losses (see :class:`ChurnModel`, docs/customers.md).
 :meth:`ChurnModel.top_features` names the features that push a customer's score most,
 as signed contributions (weight x standardised value).
 
+A visit after the last purchase proves a BG/NBD customer alive (they drop out only right
+after a purchase), so the baseline keeps only its "alive but quiet" part:
+
+>>> x = {"bg_p_no_purchase": 0.6, "bg_p_alive": 0.5, "visited_since_purchase": 1.0}
+>>> round(ChurnModel().predict_proba(x), 6), ChurnModel(visit_alive=False).predict_proba(x)
+(0.2, 0.6)
+
 >>> m = ChurnModel(warmup=5, shrink_labels=0.0)
 >>> m.predict_proba({"bg_p_no_purchase": 0.3})
 0.3
@@ -59,7 +66,7 @@ class ChurnModel(OnlineModel):
     """
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
+    STATE_VERSION = 2
 
     def __init__(
         self,
@@ -73,6 +80,7 @@ class ChurnModel(OnlineModel):
         hedge: float = 50.0,
         loss_window: float = 2_000.0,
         shrink_labels: float = 7_500.0,
+        visit_alive: bool = True,
     ) -> None:
         self.clip = clip
         # Probabilities near 1 for everyone early on (P(alive)) standardise badly as history
@@ -93,6 +101,9 @@ class ChurnModel(OnlineModel):
         # early labels are few and all from the first weeks of the stream (measured: half
         # the correction at ~7,500 labels ranks better than the whole at every seed).
         self.shrink_labels = shrink_labels
+        # BG/NBD's P(alive) ignores the clickstream; a visit after the last purchase proves
+        # the customer alive (see _base_p).
+        self.visit_alive = visit_alive
         self.n = 0  # labels learned
         self.positives = 0
 
@@ -106,6 +117,8 @@ class ChurnModel(OnlineModel):
         }
         base = x.get(self.offset) if self.offset else None
         if base is not None and self.offset:
+            if "bg_p_no_purchase" in x:  # the baseline as _base_p sees it (visits: alive)
+                base = _logit(self._base_p(x))
             out[self.offset] = min(6.0, max(-6.0, base))  # raw: the baseline's own logit
         return out
 
@@ -122,9 +135,16 @@ class ChurnModel(OnlineModel):
 
     def _base_p(self, x: dict[str, float]) -> float:
         p = x.get("bg_p_no_purchase")
-        if p is not None and math.isfinite(p):
-            return float(p)
-        return self.positives / self.n if self.n else 0.5
+        if p is None or not math.isfinite(p):
+            return self.positives / self.n if self.n else 0.5
+        # BG/NBD customers drop out only right after a purchase: one seen visiting since
+        # then is alive now, and P(no purchase) is its quiet-rate part alone. With
+        # P(none) = (1 - A) + A * Q:  Q = 1 - (1 - P(none)) / A.
+        alive = x.get("bg_p_alive", 0.0)
+        visited = x.get("visited_since_purchase", 0.0) >= 0.5
+        if self.visit_alive and visited and math.isfinite(alive) and alive > 0.0:
+            return min(1.0, max(0.0, 1.0 - (1.0 - float(p)) / float(alive)))
+        return float(p)
 
     def _model_p(self, x: dict[str, float]) -> float:
         p = self.classifier.predict_proba_one(self._scaled(x)).get(True, 0.5)
