@@ -12,13 +12,23 @@ Turnover: the simulator's customers drop out silently (BG/NBD) and ``--new-per-d
 customers sign up every day, so the customers ever seen keep growing while the active ones
 level off; the budget (docs/scaling.md) is per ACTIVE customer.
 
+Assortment turnover: the simulator launches SKUs but discontinues none. With
+``--discontinue-per-week K`` the benchmark discontinues the K oldest live SKUs at each
+week's start (a ``SKU_DISCONTINUED`` catalog event) and from then on drops their order lines,
+inventory snapshots, clicks and catalog events (sold out and delisted), so dead series exist.
+``--retire-days N`` sets the demand engine's ``retire_after_days`` and the supply flow's
+``cover_idle_days`` (0: never retire, the state before issue 7).
+
     .venv/bin/python -m benchmarks.bench_memory                       # 50k customers, a year
     .venv/bin/python -m benchmarks.bench_memory --customers 2000 --days 60 --name memory_small
+    .venv/bin/python -m benchmarks.bench_memory --engines baseline,demand,supply \
+        --discontinue-per-week 3 --retire-days 0 --name memory_turnover_keep
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import pickle
@@ -75,16 +85,55 @@ class _NoFailures:
         raise exc
 
 
+class Turnover:
+    """Discontinues the ``per_week`` oldest live SKUs each week; filters their events out."""
+
+    def __init__(self, per_week: int, start_ms: int) -> None:
+        self.per_week = per_week
+        self.next_week = start_ms + 7 * DAY_MS
+        self.live: dict[str, Event] = {}  # sku -> its latest catalog event, launch order
+        self.gone: set[str] = set()
+
+    def __call__(self, e: Event) -> list[Event]:
+        if not self.per_week:
+            return [e]
+        out: list[Event] = []
+        while e.event_time >= self.next_week:
+            t, self.next_week = self.next_week, self.next_week + 7 * DAY_MS
+            for sku in list(self.live)[: self.per_week]:
+                last = self.live.pop(sku)
+                self.gone.add(sku)
+                value = {**last.value, "event_type": "SKU_DISCONTINUED", "event_time": t}
+                out.append(dataclasses.replace(last, value=value, event_time=t))
+        v = e.value
+        if e.family == "orders":
+            lines = [ln for ln in v["lines"] if ln["sku"] not in self.gone]
+            if lines:
+                out.append(e if len(lines) == len(v["lines"]) else
+                           dataclasses.replace(e, value={**v, "lines": lines}))  # fmt: skip
+        elif e.family in ("catalog", "inventory", "clickstream") and v.get("sku") in self.gone:
+            pass  # delisted
+        else:
+            if e.family == "catalog":
+                self.live[v["sku"]] = e
+            out.append(e)
+        return out
+
+
 class Feeder:
     """One engine fed the way its flow feeds it; ``figures()`` describes its state."""
 
-    def __init__(self, engine: str) -> None:
+    def __init__(self, engine: str, retire_days: int | None = None) -> None:
         self.name = engine
         self.n = 0
+        d, s = DemandSettings(), SupplySettings()
+        if retire_days is not None:
+            d = dataclasses.replace(d, retire_after_days=retire_days)
+            s = dataclasses.replace(s, cover_idle_days=float(retire_days))
         if engine == "demand":
-            self.demand = DemandEngine(DemandSettings())
+            self.demand = DemandEngine(d)
         elif engine == "supply":
-            self.supply = SupplyEngine(SupplySettings())
+            self.supply = SupplyEngine(s)
             self.covers: dict[str, _CoverLogic] = {}
         elif engine == "customers":
             self.book = CustomerBook(CustomerSettings())
@@ -106,7 +155,9 @@ class Feeder:
                 if key.startswith("store:"):
                     logic = self.covers.get(key)
                     if logic is None:
-                        logic = self.covers[key] = _CoverLogic(0.1, None)
+                        logic = self.covers[key] = _CoverLogic(
+                            self.supply.s.demand_alpha, None, self.supply.s.cover_idle_days
+                        )
                     for covers in logic.on_batch([item])[0]:
                         for sku, cover in covers:
                             self.supply.on_cover(sku, key.removeprefix("store:"), cover)
@@ -130,7 +181,8 @@ class Feeder:
             eng: Any = self.demand
             series = len(eng.fc.born) if hasattr(eng.fc, "born") else None
             extra = {"series": series, "skus": len(eng.skus), "stores": len(eng.stores),
-                     "history_days": len(eng.history), "actual_days": len(eng.actuals)}  # fmt: skip
+                     "history_days": len(eng.history), "actual_days": len(eng.actuals),
+                     "retired": eng.retired}  # fmt: skip
             blob = len(pickle.dumps(eng, protocol=_PROTO))
             if series:
                 extra["bytes_per_series"] = round(blob / series)
@@ -161,10 +213,13 @@ class Feeder:
         return {"state_bytes": blob, **extra, "attributes": attribute_sizes(eng)}
 
 
-def child(engine: str, cfg: SimulationConfig) -> dict[str, Any]:
+def child(
+    engine: str, cfg: SimulationConfig, per_week: int = 0, retire_days: int | None = None
+) -> dict[str, Any]:
     """Feed one engine a year; state at each checkpoint (run in its own process)."""
-    feeder = Feeder(engine)
+    feeder = Feeder(engine, retire_days)
     start = day_ms(cfg.start_date)
+    turnover = Turnover(per_week, start)
     days = range(CHECKPOINT_EVERY_DAYS, cfg.days, CHECKPOINT_EVERY_DAYS)
     marks = [(d, start + d * DAY_MS) for d in days]
     points: list[dict[str, Any]] = []
@@ -175,7 +230,8 @@ def child(engine: str, cfg: SimulationConfig) -> dict[str, Any]:
         while marks and e.event_time >= marks[0][1]:
             points.append({"day": marks.pop(0)[0], "rss_mb": round(rss_mb(), 1),
                            **feeder.figures()})  # fmt: skip
-        feeder.feed(e)
+        for item in turnover(e):
+            feeder.feed(item)
         n += 1
     feeder.finish()
     points.append({"day": cfg.days, "rss_mb": round(rss_mb(), 1), **feeder.figures()})
@@ -233,6 +289,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="children run at once")
     ap.add_argument("--name", default="memory")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset")
+    ap.add_argument("--discontinue-per-week", type=int, default=0, help="SKU turnover")
+    ap.add_argument(
+        "--retire-days", type=int, default=None, help="retire_after_days and cover_idle_days"
+    )
     ap.add_argument("--child", choices=ENGINES, help=argparse.SUPPRESS)
     args = ap.parse_args()
     cfg = SimulationConfig(
@@ -240,7 +300,7 @@ def main() -> None:
         new_customers_per_day=args.new_per_day, skus=args.skus, stores=args.stores,
     )  # fmt: skip
     if args.child:
-        print(json.dumps(child(args.child, cfg)))
+        print(json.dumps(child(args.child, cfg, args.discontinue_per_week, args.retire_days)))
         return
     argv = sys.argv[1:]
     runs: dict[str, dict[str, Any]] = {}
@@ -268,6 +328,8 @@ def main() -> None:
             "skus": args.skus,
             "stores": args.stores,
             "seed": args.seed,
+            "discontinue_per_week": args.discontinue_per_week,
+            "retire_days": args.retire_days,
         },
         "summary": summarise(runs),
         "runs": runs,

@@ -163,7 +163,7 @@ class DemandForecaster:
     """
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 2  # 2: event effects, level drift
+    STATE_VERSION = 3  # 2: event effects, level drift; 3: series can be retired
 
     def __init__(
         self,
@@ -260,6 +260,22 @@ class DemandForecaster:
         self.price = np.append(self.price, 0.0)
         self.views = np.append(self.views, 0.0)
         return len(self.level) - 1
+
+    def retain(self, keep: np.ndarray, groups: np.ndarray) -> None:
+        """Keep the series where ``keep`` is True (retired series leave every array).
+
+        ``groups``: the old index of each remaining middle-out group, increasing (from
+        :meth:`processors.reconcile.Hierarchy.retain`, level ``category_store``). The
+        shared GLMs, departments and drift keep what they learned from retired series.
+        """
+        rows = np.nonzero(keep)[0]
+        new_of_old = np.full(max(len(self.group_level), 1), -1, dtype=np.int64)
+        groups = groups[groups < len(self.group_level)]
+        new_of_old[groups] = np.arange(len(groups))
+        self.group_level = self.group_level[groups]
+        self.group = new_of_old[self.group[rows]]
+        for name in ("level", "days", "born", "code", "promo", "price", "views"):
+            setattr(self, name, getattr(self, name)[rows])
 
     def set_department(self, i: int, department: str, group: int | None = None) -> None:
         self.code[i] = self._code(department)

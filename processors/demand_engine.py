@@ -15,15 +15,15 @@ the orders during a backfill and must not close days early.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from models.demand import DemandForecaster, ResidualQuantiles
 from processors.daily_demand import DAY_MS, ClosedDay, DailyDemand
+from processors.demand_settings import DemandSettings
 from processors.inventory_policy import LeadTimes, Policy, reorder_points
-from processors.reconcile import LEVELS, ColdStartPriors, Hierarchy
+from processors.reconcile import LEVELS, ColdStartPriors, Hierarchy, take_nodes
 from processors.records import Event
 from processors.watermark import PartitionWatermark
 from processors.writes import HashWrite, RedisWrite, ZSetWrite
@@ -39,37 +39,6 @@ HISTORY_TTL_MS = 400 * DAY_MS
 _N, _AE_MEAN, _AE_P50, _SE_MEAN, _AE_NAIVE, _COVERED = range(6)
 
 
-@dataclass(frozen=True)
-class DemandSettings:
-    """Knobs of the demand flow (docs/demand.md)."""
-
-    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
-
-    horizon_days: int = 28
-    lateness_ms: int = 2 * 3_600_000  # a day closes this long after its end (event time)
-    timezone: str | None = None  # None: settings.run.timezone
-    country: str = "US"  # public holidays (``holidays`` package)
-    service_level: float = 0.95  # target cycle service level of the reorder policy
-    default_lead_days: float = 7.0  # until a lead time is learned from purchase orders
-    scored_horizons: tuple[int, ...] = (1, 7, 14, 28)
-    learning_rate: float = 0.05  # calendar GLM, one step per department-day
-    series_learning_rate: float = 0.01  # promotion/price/age GLM
-    alpha_min: float = 0.05  # slowest level smoothing (about a 20-day memory)
-    prior_days: float = 7.0  # weight of the cold-start prior, in days of history
-    series_features: bool = True  # promotion share and price features
-    group_alpha: float = 0.0  # middle-out category x store smoothing (0: off; measured)
-    click_features: bool = False  # product views as a leading signal (measured: no gain)
-    adagrad: bool = False  # per-feature AdaGrad steps for the calendar GLM
-    fourier_terms: int = 0  # yearly Fourier pairs (measured: 3 pairs hurt, docs/demand.md)
-    event_effects: bool = True  # one-shot pooled holiday/event multipliers (models/demand_events)
-    event_priors: bool = True  # start events from hand-set retail priors (False: from 1x)
-    event_prior_weight: float = 0.1  # a prior counts as this many occurrences
-    event_level_weight: float = 0.25  # how much an event day moves the levels (1: fully)
-    drift_alpha: float = 0.1  # department level-drift smoothing (0: off)
-    drift_damping: float = 0.95  # damped extrapolation of that drift (0: level lag only)
-
-
 def _bucket(h: int, scored: tuple[int, ...]) -> int:
     """Horizon bucket of ``h``: the smallest scored horizon >= h (else the largest)."""
     return next((s for s in scored if h <= s), scored[-1])
@@ -79,7 +48,7 @@ class DemandEngine:
     """All demand state; :meth:`on_event` returns the Redis writes to make."""
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
+    STATE_VERSION = 2  # 2: last_sold, retired (series retirement)
 
     def __init__(self, cfg: DemandSettings, timezone: str = "UTC") -> None:
         self.cfg = cfg
@@ -113,6 +82,9 @@ class DemandEngine:
         self.actuals: dict[int, dict[str, np.ndarray]] = {}  # day -> level -> (n,)
         self.policy: Policy | None = None
         self.priors = ColdStartPriors()
+        self.last_sold = np.zeros(0, dtype=np.int64)  # per series: last day with units (or added)
+        self.retired = 0  # series retired so far
+        self._ttl_ms = cfg.key_ttl_days * DAY_MS
         self.bad_events = 0
         self.days_closed = 0
         self.last_closed: tuple[int, int] | None = None  # (day, start ms) last published
@@ -162,16 +134,23 @@ class DemandEngine:
             launch = v.get("launch_date") or v["event_time"]
             info = self.skus[sku] = {"ref_price": price, "born": int(launch) // DAY_MS}
         info.update(category=v["category_id"], department=v["department_id"], price=price)
-        if kind == "SKU_DISCONTINUED":
-            return  # its series keep forecasting their decaying level; no new series
+        if kind == "SKU_CREATED":
+            info.pop("discontinued", None)  # relaunched
+        elif kind == "SKU_DISCONTINUED":
+            # Its series keep forecasting their decaying level until they have been silent
+            # for retire_after_days (_retire); no new series.
+            info["discontinued"] = True
+        if info.get("discontinued"):
+            return  # a clearance price change must not bring retired series back
         for store in self.stores:
             self._series(sku, store)
 
     def _on_store(self, v: dict[str, Any]) -> None:
         store = v["store_id"]
         self.stores[store] = (v["region_id"], v.get("size_sqm"))
-        for sku in self.skus:
-            self._series(sku, store)
+        for sku, info in self.skus.items():
+            if not info.get("discontinued"):
+                self._series(sku, store)
 
     def _series(self, sku: str, store: str) -> int:
         """Index of the (sku, store) series, created (cold start) or re-pointed as needed."""
@@ -192,6 +171,8 @@ class DemandEngine:
         size = self.stores.get(store, ("", None))[1]
         prior = self.priors.prior(sku, store, cat, info.get("ref_price"), size)
         self.fc.add_series(dept, born, prior, group)
+        added = self.book.next_day if self.book.next_day is not None else born
+        self.last_sold = np.append(self.last_sold, added)  # silence counts from here
         return i
 
     def _on_inventory(self, v: dict[str, Any], t: int) -> list[RedisWrite]:
@@ -212,9 +193,8 @@ class DemandEngine:
             "as_of": t,
         }
         entity = f"{v['sku']}:{v['store_id']}"
-        return [
-            HashWrite("reorder", entity, fields, t, channel="reorder.signals" if signal else None)
-        ]
+        channel = "reorder.signals" if signal else None
+        return [HashWrite("reorder", entity, fields, t, self._ttl_ms, channel)]
 
     # -- day closing ----------------------------------------------------------------------
 
@@ -237,6 +217,7 @@ class DemandEngine:
         for key, units in cd.units.items():
             i = self.tree.index[key]
             y[i] = units
+            self.last_sold[i] = cd.day
             promo[i] = min(1.0, cd.promo_units.get(key, 0.0) / units)
         actual = self.tree.aggregate(y)
         self._score(cd.day, actual)
@@ -246,6 +227,8 @@ class DemandEngine:
         self.actuals[cd.day] = actual
         self.actuals.pop(cd.day - 28, None)
         self.days_closed += 1
+        if self.cfg.retire_after_days > 0:
+            self._retire(cd.day)
         sizes = {k: v[1] for k, v in self.stores.items() if v[1]}
         prices = {k: (v.get("category", ""), v["ref_price"]) for k, v in self.skus.items()}
         self.priors.refresh(
@@ -254,6 +237,28 @@ class DemandEngine:
         self.leads.forget_before(cd.start_ms - _PO_MAX_OPEN_MS)  # bounded PO state
         self.last_closed = (cd.day, cd.start_ms)
         return self._publish(cd.day, cd.start_ms)
+
+    def _retire(self, day: int) -> None:
+        """Drop the series of discontinued SKUs without units for ``retire_after_days``
+        (event time, at a day close: a replay retires the same series on the same day).
+        Parents re-sum without them; one that sells again comes back as a cold start."""
+        gone = {k for k, v in self.skus.items() if v.get("discontinued")}
+        if not gone:
+            return
+        dead = np.fromiter((s.sku in gone for s in self.tree.series), bool, len(self.tree))
+        dead &= day - self.last_sold >= self.cfg.retire_after_days
+        if not dead.any():
+            return
+        keep = ~dead
+        kept = self.tree.retain(keep)
+        self.fc.retain(keep, kept["category_store"])
+        self.last_sold = self.last_sold[keep]
+        for by_day in (self.history, self.actuals):  # node-indexed: stays prefix-aligned
+            for by_level in by_day.values():
+                for level, values in by_level.items():
+                    by_level[level] = take_nodes(values, kept[level])
+        self.policy = None  # recomputed by the publication that follows
+        self.retired += int(dead.sum())
 
     def flush(self) -> list[RedisWrite]:
         """Republish the last closed day if series were added since (cold starts get a
@@ -340,10 +345,9 @@ class DemandEngine:
                     fields["safety_stock"] = round(float(self.policy.safety[j]), 3)
                     fields["reorder_point"] = round(float(self.policy.reorder_point[j]), 3)
                     fields["lead_days"] = round(float(self.policy.lead_days[j]), 2)
+                key = f"{level}:{node}"
                 writes.append(
-                    HashWrite(
-                        "forecast", f"{level}:{node}", fields, version, channel="forecast.changes"
-                    )
+                    HashWrite("forecast", key, fields, version, self._ttl_ms, "forecast.changes")
                 )
         writes.extend(self._history_writes(out, day, version))
         for (level, h), acc in self.scores.items():
@@ -356,6 +360,7 @@ class DemandEngine:
             "late_events": self.book.late_events,
             "late_units": self.book.late_units,
             "bad_events": self.bad_events,
+            "retired_series": self.retired,
         }
         writes.append(HashWrite("demand_status", "flow", status, version))
         return writes

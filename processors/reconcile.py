@@ -8,9 +8,12 @@ Eight levels, from the bottom series (SKU x store) to the total::
 
 Every level is a sum of bottom series, so a forecast for each bottom series summed through
 fixed index arrays (``np.add.at``) is coherent at every level: each parent equals the sum of
-its children exactly (to float rounding). Nodes are append-only: a new SKU or store appends
+its children exactly (to float rounding). Nodes are appended: a new SKU or store appends
 a bottom series and, if needed, new parent nodes, and the next aggregation includes it, so
-coherence holds as SKUs are added. A SKU that moves category is re-pointed.
+coherence holds as SKUs are added. A SKU that moves category is re-pointed. Retiring dead
+series (:meth:`Hierarchy.retain`) drops them and the parents left without children, keeping
+the order of everything else, so arrays indexed by node stay prefix-aligned after
+:func:`take_nodes`.
 
 Why bottom-up (docs/demand.md): the bottom model is a global model whose parameters are
 learned from all series, so aggregate-level base forecasts would use the same signal; other
@@ -26,6 +29,11 @@ methods (OLS/MinT) were not measured to win here and cost a solve over the whole
 2
 >>> h.aggregate(np.array([1.0, 2.0, 4.0]))["region"].tolist()
 [3.0, 4.0]
+>>> kept = h.retain(np.array([True, False, True]))  # K2:S1 retired
+>>> h.nodes["sku"], h.aggregate(np.array([1.0, 4.0]))["total"].tolist()
+(['K1', 'K3'], [5.0])
+>>> take_nodes(np.array([7.0, 8.0]), kept["sku"]).tolist()  # K3 was not there yet: cut
+[7.0]
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LEVELS", "ColdStartPriors", "Hierarchy", "SeriesAttributes"]
+__all__ = ["LEVELS", "ColdStartPriors", "Hierarchy", "SeriesAttributes", "take_nodes"]
 
 LEVELS: tuple[str, ...] = (
     "sku_store",
@@ -116,6 +124,26 @@ class Hierarchy:
         self._arrays = None
         return i
 
+    def retain(self, keep: np.ndarray) -> dict[str, np.ndarray]:
+        """Keep the bottom series where ``keep`` is True (order kept), drop parents left
+        without a child. Returns, per level, the old index of every remaining node
+        (increasing), for :func:`take_nodes` on arrays indexed by the old nodes."""
+        rows = np.nonzero(keep)[0]
+        kept: dict[str, np.ndarray] = {}
+        for level in LEVELS:
+            parent = self.parents(level)[rows]
+            used = np.unique(parent)  # sorted: the nodes keep their relative order
+            new_of_old = np.full(len(self.nodes[level]), -1, dtype=np.int64)
+            new_of_old[used] = np.arange(len(used))
+            self.nodes[level] = [self.nodes[level][j] for j in used]
+            self._node_index[level] = {n: j for j, n in enumerate(self.nodes[level])}
+            self._parent[level] = new_of_old[parent].tolist()
+            kept[level] = used
+        self.series = [self.series[i] for i in rows]
+        self.index = {(s.sku, s.store): j for j, s in enumerate(self.series)}
+        self._arrays = None
+        return kept
+
     def parent_of(self, level: str, i: int) -> int:
         """Node index of bottom series ``i`` at ``level``."""
         return self._parent[level][i]
@@ -144,6 +172,13 @@ class Hierarchy:
         """Every level equals the sum of the bottom series (what consumers can rely on)."""
         expected = self.aggregate(values["sku_store"])
         return all(np.allclose(values[lv], expected[lv], atol=tol) for lv in LEVELS)
+
+
+def take_nodes(values: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` (indexed by old nodes, possibly fewer rows than nodes: nodes added
+    after it was made) for the remaining nodes ``kept`` (from :meth:`Hierarchy.retain`).
+    The result stays a prefix of the new node list, which is what scoring relies on."""
+    return values[kept[kept < len(values)]]
 
 
 class ColdStartPriors:

@@ -33,7 +33,7 @@ class SupplySettings:
     """Knobs of the supply flow (defaults measured in benchmarks/bench_supply.py)."""
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 1
+    STATE_VERSION = 2  # 2: cover_idle_days
 
     metrics_window_days: int = 28  # on-time / fill / incident rates over this many days
     on_time_grace_days: float = 1.0  # committed dates are days: arriving on the day is on time
@@ -57,6 +57,9 @@ class SupplySettings:
     demand_alpha: float = 0.1  # EWMA weight of the newest day of units sold (days of cover)
     tick_minutes: int = 60  # event-time granularity of late checks and alert closing
     idle_evict_days: float = 120.0  # suppliers silent this long are forgotten
+    # SKU x store pairs without a sale, snapshot or forecast this long are dropped (the
+    # engine's covers and the supply_cover trackers): discontinued pairs go quiet for good.
+    cover_idle_days: float = 56.0
     alerts_maxlen: int = 10_000  # the alert stream is capped near this many entries
     max_pairs_in_alert: int = 50  # impacted SKU x store pairs listed per alert
 
@@ -150,6 +153,10 @@ class SupplyEngine:
             self.lead.forget(sup)
             self.book.forget(sup)
             self.next_tick.pop(sup, None)
+        # Covers of idle pairs (supplier time: covers do not move the clock, see on_cover).
+        if self.s.cover_idle_days > 0:
+            stale = self.watermark - int(self.s.cover_idle_days * DAY_MS)
+            self.covers = {k: v for k, v in self.covers.items() if v[1] >= stale}
 
     # -- outcomes -------------------------------------------------------------------------
     def _outcome(self, o: POOutcome) -> list[RedisWrite]:

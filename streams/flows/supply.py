@@ -97,11 +97,19 @@ _SALE_SIGN = {"ORDER_PLACED": 1, "ORDER_CANCELLED": -1}
 
 
 class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
-    """Per store: days of cover of its SKUs; supplier events (the engine's key) pass through."""
+    """Per store: days of cover of its SKUs; supplier events (the engine's key) pass through.
 
-    def __init__(self, alpha: float, resume: bytes | None) -> None:
+    A SKU's tracker idle for ``idle_days`` (no sale, snapshot or forecast; event time, the
+    store's newest day) is dropped once a day: a discontinued pair's state does not stay
+    forever, and one that moves again starts afresh (its stock unknown until a snapshot).
+    """
+
+    def __init__(self, alpha: float, resume: bytes | None, idle_days: float = 56.0) -> None:
         self.alpha = alpha
+        self.idle_days = int(idle_days)
         self.trackers: dict[str, CoverTracker] = pickle.loads(resume) if resume else {}
+        # The store's newest UTC day: derived from the trackers, so the snapshot is unchanged.
+        self.newest = max((tr.day for tr in self.trackers.values()), default=-1)
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         if values and not isinstance(values[0], list):  # the engine's key: no state here
@@ -121,7 +129,18 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
                     cover = tr.on_sale(units, t)
                 if cover is not None:
                     covers.append((sku, cover))
+                if tr.day > self.newest:
+                    self.newest = tr.day
+                    self._evict()
         return ([covers] if covers else []), op.StatefulBatchLogic.RETAIN
+
+    def _evict(self) -> None:
+        if self.idle_days <= 0:
+            return
+        oldest = self.newest - self.idle_days
+        stale = [sku for sku, tr in self.trackers.items() if tr.day < oldest]
+        for sku in stale:
+            del self.trackers[sku]
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.trackers, protocol=pickle.HIGHEST_PROTOCOL)
@@ -299,7 +318,7 @@ class SupplyFlow:
             forecasts = op.flat_map("supply_forecasts", self.forecasts.output, _forecast_moves)
             routed = op.merge("supply_with_forecasts", routed, forecasts)
         covered = op.stateful_batch(
-            "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r)
+            "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r, s.cover_idle_days)
         )
         to_engine = op.map("supply_to_engine", covered, _to_engine)
         parts = self.input_partitions
