@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 import redis
 from bytewax.dataflow import Stream
-from bytewax.operators import StatefulBatchLogic
 
 from processors.customer_book import (
     ALL_FEATURES,
@@ -34,10 +32,11 @@ from processors.customer_book import (
     score_writes,
 )
 from processors.records import DeadLetter, Event
-from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, IdleTracker, Sequenced, Sequencer
+from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, Sequenced, Sequencer
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
+from streams.flows.sequenced import SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "churn_report"]
@@ -63,7 +62,7 @@ def new_state(cfg: CustomerSettings, partitions: InputPartitions | None) -> Sequ
     return Sequenced(CustomerBook(cfg), seq)
 
 
-class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[CustomerBook]]):
+class _BookLogic(SequencedLogic[CustomerBook]):
     """Events enter the sequencer; what it releases (event-time order) enters the book."""
 
     def __init__(
@@ -73,31 +72,14 @@ class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[
         fault: Callable[[Event], None] | None = None,
         idle_s: float | None = None,
     ) -> None:
-        self.state = state
+        super().__init__(state, idle_s)
         self.book = state.model
         self.failures = failures
         self.fault = fault
-        # Live runs: quiet partitions stop holding the watermark (processing time, here).
-        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        seq.push_all(values)
-        if self.idle is not None:
-            self.idle.arrived(seq, values, datetime.now(UTC))  # the edge's clock
-        return self._apply(seq.pop_ready(), final=False), StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        return self._apply(self.state.sequencer.flush(), final=True), StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return None if self.idle is None else self.idle.due(self.state.sequencer)
-
-    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        if self.idle is not None:
-            self.idle.expire(seq, datetime.now(UTC))
-        return self._apply(seq.pop_ready(), final=False), StatefulBatchLogic.RETAIN
+    def _failed(self, ev: Event, exc: Exception) -> DeadLetter:
+        self.book.errors += 1
+        return self.failures.dead_letter(ev, exc)
 
     def _apply(self, events: list[Event], *, final: bool) -> list[RedisWrite | DeadLetter]:
         book, fault = self.book, self.fault
@@ -109,15 +91,10 @@ class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[
         labels_before = book.metrics.n
         out: list[RedisWrite | DeadLetter] = []
         for ev in events:
-            try:
-                if fault is not None:
-                    fault(ev)
-                scores = process(ev)
-            except Exception as exc:  # one bad event must not stop the flow
-                book.errors += 1
-                out.append(self.failures.dead_letter(ev, exc))
-                continue
-            for s in scores:
+            for s in guarded(ev, process, self._failed, fault):
+                if isinstance(s, DeadLetter):
+                    out.append(s)
+                    continue
                 last[s.customer] = s  # only the newest score per customer leaves the batch
                 if s.alert:
                     alerts.append(s)
@@ -136,9 +113,6 @@ class _BookLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[
             fields.pop("peak")  # depends on batch sizes: kept out of the compared state
             out.append(HashWrite("churn", "state", fields, book.watermark))
         return out
-
-    def snapshot(self) -> Sequenced[CustomerBook]:
-        return self.state
 
 
 class CustomerFlow:

@@ -11,22 +11,21 @@ event the engine raises on becomes a dead letter (docs/dead-letters.md) and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 
 import bytewax.operators as op
 import redis
 from bytewax.dataflow import Stream
-from bytewax.operators import StatefulBatchLogic
 
 from processors.demand_engine import _FAMILIES, DemandEngine, DemandSettings
 from processors.reconcile import LEVELS
 from processors.records import DeadLetter, Event
-from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, IdleTracker, Sequenced, Sequencer
+from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, Sequenced, Sequencer
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
+from streams.flows.sequenced import Out, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["DemandEngine", "DemandFlow", "DemandSettings", "demand_report"]
@@ -92,8 +91,8 @@ def new_state(
     return Sequenced(DemandEngine(cfg, tz), seq)
 
 
-class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequenced[DemandEngine]]):
-    """Sequences a batch and runs the engine over what is released, in event-time order."""
+class _EngineLogic(SequencedLogic[DemandEngine]):
+    """Runs the engine over what the sequencer releases, in event-time order."""
 
     def __init__(
         self,
@@ -102,54 +101,27 @@ class _EngineLogic(StatefulBatchLogic[Event, "RedisWrite | DeadLetter", Sequence
         fault: Callable[[Event], None] | None = None,
         idle_s: float | None = None,
     ) -> None:
-        self.state = state
+        super().__init__(state, idle_s)
         self.engine = state.model
         self.failures = failures
         self.fault = fault
-        # Live runs: quiet partitions stop holding the watermark (processing time, here).
-        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
-    def on_batch(self, values: list[Event]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        seq.push_all(values)
-        if self.idle is not None:
-            self.idle.arrived(seq, values, datetime.now(UTC))  # the edge's clock
-        return self._apply(seq.pop_ready()), StatefulBatchLogic.RETAIN
-
-    def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        return self._apply(self.state.sequencer.flush()), StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return None if self.idle is None else self.idle.due(self.state.sequencer)
-
-    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        if self.idle is not None:
-            self.idle.expire(seq, datetime.now(UTC))
-        return self._apply(seq.pop_ready()), StatefulBatchLogic.RETAIN
-
-    def _apply(self, events: list[Event]) -> list[RedisWrite | DeadLetter]:
-        engine, fault = self.engine, self.fault
-        # The raising entry point: on_event() swallows errors into a counter, but a bad
-        # event must reach the dead-letter topic with its reason (docs/dead-letters.md).
-        on_event = engine._on_event
-        out: list[RedisWrite | DeadLetter] = []
+    def _apply(self, events: list[Event], *, final: bool) -> Out:
+        engine = self.engine
+        out: Out = []
         for e in events:
-            try:
-                if fault is not None:
-                    fault(e)
-                out.extend(on_event(e))
-            except Exception as exc:  # one bad event must not stop the flow
-                engine.bad_events += 1
-                out.append(self.failures.dead_letter(e, exc))
+            # The raising entry point: on_event() swallows errors into a counter, but a bad
+            # event must reach the dead-letter topic with its reason (docs/dead-letters.md).
+            out.extend(guarded(e, engine._on_event, self._failed, self.fault))
             if engine.stale:
                 # Republish right after the event that added series, not at the end of the
                 # batch: the republished values then do not depend on where batches end.
                 out.extend(engine.flush())
         return out
 
-    def snapshot(self) -> Sequenced[DemandEngine]:
-        return self.state
+    def _failed(self, e: Event, exc: Exception) -> DeadLetter:
+        self.engine.bad_events += 1
+        return self.failures.dead_letter(e, exc)
 
 
 def demand_report(client: redis.Redis, prefix: str) -> str:

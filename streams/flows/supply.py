@@ -22,7 +22,6 @@ import logging
 import pickle
 import zlib
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import bytewax.operators as op
@@ -30,12 +29,13 @@ import redis
 from bytewax.dataflow import Stream
 
 from processors.records import DeadLetter, Event
-from processors.sequencer import IDLE_RELEASE_S, IdleTracker, Sequenced, Sequencer
+from processors.sequencer import IDLE_RELEASE_S, Sequenced, Sequencer
 from processors.supply_engine import SupplyEngine, SupplySettings, detection_scores
 from processors.supply_impact import Cover, CoverTracker
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
+from streams.flows.sequenced import Out, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["SupplyEngine", "SupplyFlow", "SupplySettings", "detection_scores", "supply_report"]
@@ -146,7 +146,7 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
         return pickle.dumps(self.trackers, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class _EngineLogic(op.StatefulBatchLogic[Any, "RedisWrite | DeadLetter", bytes]):
+class _EngineLogic(SequencedLogic[SupplyEngine]):
     """Sequences supplier events and covers by event time (docs/event-time.md), feeds what
     is released to the engine; its snapshot is a pickle (cheaper than a deepcopy)."""
 
@@ -160,72 +160,61 @@ class _EngineLogic(op.StatefulBatchLogic[Any, "RedisWrite | DeadLetter", bytes])
     ) -> None:
         loaded = pickle.loads(resume) if resume is not None else None
         if isinstance(loaded, Sequenced):
-            self.state: Sequenced[SupplyEngine] = loaded
+            state: Sequenced[SupplyEngine] = loaded
         else:  # fresh, or a bare engine (tests build one): a new sequencer in front
             seq = Sequencer(clock=("supplier",), inclusive=partitions is None)
             if partitions is not None:
                 seq.expect(partitions.expected({"supplier"}), partitions.ends({"supplier"}))
-            self.state = Sequenced(loaded or SupplyEngine(settings), seq)
-        self.engine = self.state.model
+            state = Sequenced(loaded or SupplyEngine(settings), seq)
+        super().__init__(state, idle_s)
+        self.engine = state.model
         self.failures = failures
-        # Live runs: quiet partitions stop holding the watermark (processing time, here).
-        self.idle = None if idle_s is None else IdleTracker(idle_s)
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        out: list[RedisWrite | DeadLetter] = []
+        out: Out = []
+        events: list[Event] = []
         for item in values:
             if isinstance(item, Event):
-                seq.push(item)
+                events.append(item)
             elif isinstance(item, DeadLetter):  # from _route: on to supply_errors
                 self.engine.errors += 1
                 out.append(item)
             else:
                 _, store, covers = item
                 for sku, cover in covers:
-                    seq.push(_cover_event(store, sku, cover))
-        if self.idle is not None:
-            events = [v for v in values if isinstance(v, Event)]
-            self.idle.arrived(seq, events, datetime.now(UTC))  # the edge's clock
-        out.extend(self._apply(seq.pop_ready()))
-        return out, op.StatefulBatchLogic.RETAIN
+                    self.state.sequencer.push(_cover_event(store, sku, cover))
+        self._push(events)
+        out.extend(self._apply(self.state.sequencer.pop_ready(), final=False))
+        return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        out = self._apply(self.state.sequencer.flush())
+        out = self._apply(self.state.sequencer.flush(), final=True)
         # At the end of a bounded input every supplier's hash and the scores are written
         # once more at the final watermark, so the last write does not depend on which
         # batch happened to touch a supplier last.
         self.engine.dirty.update(self.engine.metrics)
         out.extend(self.engine.flush())
-        return out, op.StatefulBatchLogic.RETAIN
+        return out, self.RETAIN
 
-    def notify_at(self) -> datetime | None:
-        return None if self.idle is None else self.idle.due(self.state.sequencer)
-
-    def on_notify(self) -> tuple[Iterable[RedisWrite | DeadLetter], bool]:
-        seq = self.state.sequencer
-        if self.idle is not None:
-            self.idle.expire(seq, datetime.now(UTC))
-        return self._apply(seq.pop_ready()), op.StatefulBatchLogic.RETAIN
-
-    def _apply(self, events: list[Event]) -> list[RedisWrite | DeadLetter]:
-        eng = self.engine
-        out: list[RedisWrite | DeadLetter] = []
+    def _apply(self, events: list[Event], *, final: bool) -> Out:
+        out: Out = []
         for ev in events:
-            try:
-                if ev.family == _COVER:
-                    v = ev.value
-                    eng.on_cover(v["sku"], v["store"], v["cover"])
-                else:
-                    out.extend(eng.on_supplier(ev.value, ev.event_time))
-            except Exception as exc:  # bad input must not stop the flow: count it, go on
-                eng.errors += 1
-                if ev.family != _COVER and self.failures is not None:
-                    out.append(self.failures.dead_letter(ev, exc))
-                else:  # covers summarise many events: no one record to dead-letter
-                    log.exception("supply: could not process %r", ev)
-        out.extend(eng.flush())
+            out.extend(guarded(ev, self._one, self._failed))
+        out.extend(self.engine.flush())
         return out
+
+    def _one(self, ev: Event) -> list[RedisWrite]:
+        if ev.family == _COVER:
+            v = ev.value
+            return self.engine.on_cover(v["sku"], v["store"], v["cover"])
+        return self.engine.on_supplier(ev.value, ev.event_time)
+
+    def _failed(self, ev: Event, exc: Exception) -> DeadLetter | None:
+        self.engine.errors += 1  # bad input must not stop the flow: count it, go on
+        if ev.family != _COVER and self.failures is not None:
+            return self.failures.dead_letter(ev, exc)
+        log.error("supply: could not process %r", ev, exc_info=exc)  # a cover: no one record
+        return None
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
