@@ -20,7 +20,6 @@ stopping it stops every node by PID.
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -29,7 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 from redis.cluster import RedisCluster
 
-from infra.processes import HOST, Child, free_port
+from infra.processes import HOST, Child, free_port, port_is_free
 from streams.errors import ConfigError, InfraError
 
 __all__ = [
@@ -109,21 +108,11 @@ def node_markers(client: redis.cluster.RedisCluster, marker: str) -> list[str]:
     return sorted(found.values())
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-        return True
-
-
 def _cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) is free too."""
     for _ in range(50):
         port = free_port()
-        if port + 10000 <= 65535 and _bindable(port + 10000):
+        if port + 10000 <= 65535 and port_is_free(port + 10000):
             return port
     raise InfraError("no free port pair (port, port + 10000) for a cluster node on 127.0.0.1")
 

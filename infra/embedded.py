@@ -30,12 +30,13 @@ from infra.processes import (
     HOST,
     _death_signal_preexec,
     _flags,
-    _port_is_free,
     _tcp_open,
     free_port,
     kafka_answers,
     log_tail,
+    port_is_free,
     redis_answers,
+    stop_popen,
 )
 from streams.errors import InfraError
 
@@ -132,7 +133,7 @@ class _EmbeddedServer:
         attempts = 1 if self._port is not None else _START_ATTEMPTS
         for attempt in range(1, attempts + 1):
             port = self._port if self._port is not None else free_port()
-            if not _port_is_free(port):
+            if not port_is_free(port):
                 if self._port is None:
                     continue
                 raise InfraError(
@@ -186,11 +187,11 @@ class _EmbeddedServer:
                     return self._info
                 time.sleep(0.02)
         except BaseException:  # Ctrl-C or a failing probe: don't leave the child running
-            _stop_popen(proc, 5.0, self.stop_signal)
+            stop_popen(proc, 5.0, self.stop_signal)
             raise
         exited = proc.poll() is not None
         if not exited:
-            _stop_popen(proc, 5.0, self.stop_signal)
+            stop_popen(proc, 5.0, self.stop_signal)
         tail = log_tail(log_path, offset)
         lost_race = exited and "in use" in tail and not last and self._port is None
         if lost_race or self._log_dir is not None:  # else the log in work_dir says why
@@ -213,7 +214,7 @@ class _EmbeddedServer:
         if proc is None:
             return
         died_on_its_own = proc.poll() is not None
-        _stop_popen(proc, timeout, self.stop_signal)
+        stop_popen(proc, timeout, self.stop_signal)
         work_dir, self._work_dir = self._work_dir, None
         # Keep a log that lives in the work dir when the server died on its own: it says why.
         log_inside = self.log_path is not None and self.log_path.parent == work_dir
@@ -230,19 +231,6 @@ class _EmbeddedServer:
     def __repr__(self) -> str:
         where = self._info.address if self._info else "not running"
         return f"<{type(self).__name__} {where}>"
-
-
-def _stop_popen(proc: subprocess.Popen[bytes], timeout: float, sig: signal.Signals) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5.0)
-    except ProcessLookupError:
-        pass
 
 
 class EmbeddedKafka(_EmbeddedServer):

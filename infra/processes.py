@@ -26,9 +26,11 @@ __all__ = [
     "kafka_answers",
     "log_tail",
     "pid_alive",
+    "port_is_free",
     "process_matches",
     "redis_answers",
     "stop_pid",
+    "stop_popen",
 ]
 
 HOST = "127.0.0.1"  # IPv4 loopback only: "localhost" may resolve to ::1 where nothing listens
@@ -47,7 +49,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # The servers set SO_REUSEADDR, so a port in TIME_WAIT is free for them too.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -245,19 +247,25 @@ class Child:
     def stop(self, timeout: float = 10.0) -> None:
         """Signal, wait up to ``timeout`` s, then SIGKILL. Safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            proc.send_signal(self.stop_signal)
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5.0)
-        except ProcessLookupError:
-            pass
+        if proc is not None:
+            stop_popen(proc, timeout, self.stop_signal)
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def stop_popen(proc: subprocess.Popen[Any], timeout: float, sig: signal.Signals) -> None:
+    """Send ``sig``, wait up to ``timeout`` s, then SIGKILL; a process already gone is fine."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(sig)
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5.0)
+    except ProcessLookupError:
+        pass

@@ -177,7 +177,7 @@ def test_a_lost_port_race_is_retried_on_a_new_port(monkeypatch: pytest.MonkeyPat
         ports = iter([taken, free_port()])
         # As if someone bound the port between our probe and the server's own bind.
         monkeypatch.setattr(embedded, "free_port", lambda: next(ports))
-        monkeypatch.setattr(embedded, "_port_is_free", lambda port: True)
+        monkeypatch.setattr(embedded, "port_is_free", lambda port: True)
         server = EmbeddedRedis()
         try:
             info = server.start()
