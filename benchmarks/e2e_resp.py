@@ -30,6 +30,7 @@ import redis
 
 from infra.redis_sink import _GUARDED_HSET, _GUARDED_XADD, _collapse, channel_name, redis_key
 from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
+from tests.helpers import redis_state
 
 __all__ = ["RespWriter", "pack"]
 
@@ -177,25 +178,6 @@ def _batches(days: int) -> list[list[RedisWrite]]:
     return batches
 
 
-def _dump(client: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Every key under ``prefix`` and its value, except RedisWriter's own batch marker
-    (``<prefix>:v1:sink:<writer id>``: bookkeeping that RespWriter does not keep)."""
-    out: dict[str, Any] = {}
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        k = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
-        if k.startswith(":v1:sink:"):
-            continue
-        raw = client.type(key)
-        kind = raw.decode() if isinstance(raw, bytes) else raw
-        if kind == "hash":
-            out[k] = client.hgetall(key)
-        elif kind == "zset":
-            out[k] = client.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            out[k] = client.xrange(key)
-    return out
-
-
 def main(days: int = 20) -> None:
     from benchmarks.common import write_result
     from infra.embedded import EmbeddedRedis
@@ -218,7 +200,7 @@ def main(days: int = 20) -> None:
             figures[f"{name}_wall_s"] = round(time.perf_counter() - t_wall, 2)
             writer.close()
         client = redis.Redis.from_url(url)
-        a, b = _dump(client, "a"), _dump(client, "b")
+        a, b = redis_state(client, "a"), redis_state(client, "b")
         figures["keys"] = len(a)
         figures["identical_redis_state"] = a == b
         differing = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))

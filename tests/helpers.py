@@ -151,3 +151,28 @@ def run_testing_flow(
     op.output("test_events", built.events, TestingSink(events))
     run_main(built.flow)
     return events, dead, writes
+
+
+def redis_state(client: Any, prefix: str) -> dict[str, Any]:
+    """Every key under ``prefix`` (prefix stripped) with its whole contents, by type, for
+    comparing two runs; the sink's own liveness markers (``:v1:sink:*``, one per writer
+    instance by design) are left out."""
+    state: dict[str, Any] = {}
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        name = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+        if name.startswith(":v1:sink:"):
+            continue
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "hash":
+            value: Any = client.hgetall(key)
+        elif kind == "zset":
+            value = client.zrange(key, 0, -1, withscores=True)
+        elif kind == "stream":
+            value = client.xrange(key)
+        elif kind == "string":
+            value = client.get(key)
+        else:
+            value = (kind, "unsupported")
+        state[name] = value
+    return state

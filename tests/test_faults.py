@@ -43,7 +43,7 @@ from streams.runner import run
 from streams.serde import AvroSerializer
 from streams.settings import Settings, load_settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.helpers import T0, message, order
+from tests.helpers import T0, message, order, redis_state
 from tests.test_integration_ingest import consume_all
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,26 +74,11 @@ def _days(n: int = 6) -> list[list[Any]]:
 
 
 def _state(url: str, prefix: str) -> dict[str, Any]:
-    """Every key under ``prefix`` (prefix stripped), by type; the sink's markers left out."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    out: dict[str, Any] = {}
     try:
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-            name = key.removeprefix(prefix)
-            if name.startswith(":v1:sink:"):
-                continue
-            kind = client.type(key)
-            if kind == "hash":
-                out[name] = client.hgetall(key)
-            elif kind == "zset":
-                out[name] = client.zrange(key, 0, -1, withscores=True)
-            elif kind == "stream":
-                out[name] = client.xrange(key)
-            else:
-                out[name] = (kind, client.dump(key))
+        return redis_state(client, prefix)
     finally:
         client.close()
-    return out
 
 
 # Kinds whose VALUES depend on the order in which events of different topics (and batches)

@@ -9,7 +9,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-import redis
 from bytewax.testing import TestingSink, TestingSource
 
 from infra.redis_sink import RedisWriter, redis_key
@@ -25,7 +24,7 @@ from streams.flows.supply import SupplyFlow
 from streams.registry import ManifestResolver, SchemaCatalog
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.helpers import run_testing_flow, sim_messages
+from tests.helpers import redis_state, run_testing_flow, sim_messages
 
 SETTINGS = Settings()
 RESOLVER = ManifestResolver(SchemaCatalog.load())
@@ -167,21 +166,6 @@ def test_new_step_ids_are_pinned():
 # -- the Redis sink after Redis lost its data --------------------------------------------
 
 
-def _state(client: redis.Redis, prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key in sorted(client.scan_iter(match=f"{prefix}:v1:*")):
-        if ":v1:sink:" in key:
-            continue
-        kind = client.type(key)
-        if kind == "hash":
-            out[key] = client.hgetall(key)
-        elif kind == "zset":
-            out[key] = client.zrange(key, 0, -1, withscores=True)
-        elif kind == "stream":
-            out[key] = client.xrange(key)
-    return out
-
-
 @pytest.mark.integration
 def test_the_sink_rewrites_what_an_emptied_redis_lost(redis_url, redis_client, key_prefix):
     writer = RedisWriter(redis_url, prefix=key_prefix)
@@ -201,8 +185,8 @@ def test_the_sink_rewrites_what_an_emptied_redis_lost(redis_url, redis_client, k
     ]
     for batch in batches:
         writer.write(batch)
-    before = _state(redis_client, key_prefix)
-    assert before[redis_key(key_prefix, "ingest", "orders")]["dead_letters"] == "0"
+    before = redis_state(redis_client, key_prefix)
+    assert before[":v1:ingest:orders"]["dead_letters"] == "0"  # redis_state strips the prefix
     # Redis comes back empty (as a restarted server without persistence would).
     for key in redis_client.scan_iter(match=f"{key_prefix}:*"):
         redis_client.delete(key)
@@ -211,8 +195,8 @@ def test_the_sink_rewrites_what_an_emptied_redis_lost(redis_url, redis_client, k
     pubsub.get_message(timeout=1)
     later = [StreamAdd("alerts", "supply", {"alert_id": "a3"}, ms=3000, channel="alerts.supply")]
     writer.write(later)
-    after = _state(redis_client, key_prefix)
-    stream = redis_key(key_prefix, "alerts", "supply")
+    after = redis_state(redis_client, key_prefix)
+    stream = ":v1:alerts:supply"
     assert [e[0] for e in after.pop(stream)] == ["1000-0", "2000-0", "3000-0"]
     before.pop(stream)
     assert after == before and writer.restores == 1

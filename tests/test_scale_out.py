@@ -27,7 +27,7 @@ from streams.produce import EventProducer
 from streams.runner import run
 from streams.settings import Settings, load_settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.test_recovery_kill import comparable, redis_state
+from tests.helpers import redis_state
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def _kind(key: str) -> str:
 def _state(redis_url: str, prefix: str) -> dict[str, Any]:
     client = redis.Redis.from_url(redis_url)
     try:
-        return comparable(redis_state(client, prefix))
+        return redis_state(client, prefix)
     finally:
         client.close()
 

@@ -56,18 +56,7 @@ def plan_disruptions(
         latest = block * length_of_block + int((i + 1) * segment) - length
         start = int(rng.integers(first, max(first, latest) + 1))
         j = int(suppliers[i % len(suppliers)])
-        out.append(
-            Disruption(
-                episode_id=f"DX{block * n + i + 1:03d}",
-                supplier_idx=j,
-                supplier_id=world.suppliers[j].supplier_id,
-                start_day=start,
-                end_day=start + length - 1,
-                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
-                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
-                reason=str(rng.choice(_DISRUPTION_REASONS)),
-            )
-        )
+        out.append(_episode(f"DX{block * n + i + 1:03d}", config, world, j, start, length, rng))
     return out
 
 
@@ -89,16 +78,27 @@ def scheduled_disruptions(
         lo, hi = config.disruption_days
         length = int(rng.integers(lo, hi + 1))
         j = int(rng.integers(len(world.suppliers)))
-        out.append(
-            Disruption(
-                episode_id=f"DS{k + 1:03d}",
-                supplier_idx=j,
-                supplier_id=world.suppliers[j].supplier_id,
-                start_day=start,
-                end_day=start + length - 1,
-                lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
-                fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
-                reason=str(rng.choice(_DISRUPTION_REASONS)),
-            )
-        )
+        out.append(_episode(f"DS{k + 1:03d}", config, world, j, start, length, rng))
     return out
+
+
+def _episode(
+    episode_id: str,
+    config: SimulationConfig,
+    world: World,
+    j: int,
+    start: int,
+    length: int,
+    rng: np.random.Generator,
+) -> Disruption:
+    """Supplier ``j``'s episode; its severity and reason drawn from ``rng`` (in this order)."""
+    return Disruption(
+        episode_id=episode_id,
+        supplier_idx=j,
+        supplier_id=world.suppliers[j].supplier_id,
+        start_day=start,
+        end_day=start + length - 1,
+        lead_multiplier=float(rng.uniform(*config.disruption_lead_multiplier)),
+        fill_factor=float(rng.uniform(*config.disruption_fill_factor)),
+        reason=str(rng.choice(_DISRUPTION_REASONS)),
+    )
