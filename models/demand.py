@@ -24,131 +24,25 @@ Cold start: a new series starts at a prior level (from its hierarchy and attribu
 history; the smoothing weight ``max(alpha_min, 1 / (days + 1))`` over days that include
 the prior hands over to the series' own history as days accumulate.
 
->>> m = DemandModel(country="US")
->>> x = m.calendar_x("D1", 20_000)
->>> for _ in range(200):
-...     m.learn_one(x, 4.0, level=2.0)
->>> round(m.predict_one(x, level=2.0), 1)
-4.0
+The calendar GLM is :class:`models.demand_glm.DemandModel`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from river import linear_model, optim
 
-from models.base import OnlineModel
 from models.demand_events import EventEffects
+from models.demand_glm import ETA_CLIP, DemandModel
 from models.demand_quantiles import ResidualQuantiles
-from processors.calendar_features import CalendarFeatures, from_epoch_day
+from processors.calendar_features import from_epoch_day
 
 __all__ = ["DemandForecaster", "DemandModel", "ResidualQuantiles"]
 
-_CROSSED = ("sin_1", "cos_1", "sin_2", "cos_2", "holiday", "black_friday", "cyber_monday",
-            "bf_weekend", "christmas_eve", "week_before_christmas", "after_christmas",
-            "to_christmas", "to_black_friday")  # fmt: skip
-# Event indicators: with event effects on (the default) events leave the GLM for
-# models/demand_events.py, which learns each from one occurrence.
-_EVENT_FLAGS = frozenset({"holiday", "black_friday", "cyber_monday", "bf_weekend",
-                          "christmas_eve", "week_before_christmas", "after_christmas"})  # fmt: skip
 _AGE_EDGES = (4, 11, 28)  # age buckets [0,4), [4,11), [11,28) days; older: no feature
 _VOLUME_HALF_WEIGHT = 10.0  # expected units/day at which a department-day counts half
-_ETA_CLIP = 6.0  # exp(6) ~ 400x: a guard against a diverging step, never reached in practice
-
-
-class DemandModel(OnlineModel):
-    """The global log-link GLM (River ``LinearRegression`` with the Poisson loss)."""
-
-    # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
-    STATE_VERSION = 2  # 2: event flags can leave the GLM
-
-    def __init__(
-        self,
-        *,
-        country: str = "US",
-        lr: float = 0.05,
-        clip: float = 5.0,
-        intercept: bool = True,
-        fourier_terms: int = 3,
-        adagrad: bool = False,
-        event_flags: bool = True,
-    ) -> None:
-        self.calendar = CalendarFeatures(country, fourier_terms)
-        self.event_flags = event_flags
-        self.glm = linear_model.LinearRegression(
-            # AdaGrad: per-feature steps, so a retail event seen once a year still moves
-            # its weight as far as the weekday weights move in a week.
-            optimizer=optim.AdaGrad(lr) if adagrad else optim.SGD(lr),
-            loss=optim.losses.Poisson(),
-            # Without an intercept, a day's error moves only the weights of features active
-            # that day: the per-series levels already carry the scale.
-            intercept_lr=lr if intercept else 0.0,
-            clip_gradient=clip,
-        )
-        self._cal_cache: dict[tuple[str, int], dict[str, float]] = {}
-
-    def calendar_x(self, department: str, day: int) -> dict[str, float]:
-        """Calendar features of ``day`` (epoch day), global and crossed with ``department``."""
-        key = (department, day)
-        x = self._cal_cache.get(key)
-        if x is None:
-            base = self.calendar.features(from_epoch_day(day))
-            if not self.event_flags:
-                base = {k: v for k, v in base.items() if k not in _EVENT_FLAGS}
-            x = dict(base)
-            for name in _CROSSED:
-                v = base.get(name, 0.0)
-                if v:
-                    x[f"{department}|{name}"] = v
-            x[f"{department}|dow_{from_epoch_day(day).weekday()}"] = 1.0
-            if len(self._cal_cache) > 8192:
-                self._cal_cache.clear()
-            self._cal_cache[key] = x
-        return x
-
-    def eta(self, x: Mapping[str, float], weights: Mapping[str, float] | None = None) -> float:
-        """Log multiplier ``w . x + b`` (pass ``weights`` from :meth:`weights` in loops)."""
-        w = self.glm.weights if weights is None else weights
-        return self.glm.intercept + sum(w.get(k, 0.0) * v for k, v in x.items())
-
-    def weights(self) -> dict[str, float]:
-        return dict(self.glm.weights)
-
-    def learn_one(
-        self, x: Mapping[str, float], y: float, level: float = 1.0, weight: float = 1.0
-    ) -> None:
-        """Poisson GLM step with offset ``log(level)``, scale-free: gradient ``exp(eta) - y/level``.
-
-        (The unnormalised offset gradient ``level * exp(eta) - y`` would make steps grow
-        with volume; here one department-day is one step whatever its size.)
-        """
-        if level <= 0.0:
-            return
-        self.glm.learn_one(dict(x), y / level, w=weight)
-
-    def predict_one(self, x: Mapping[str, float], level: float = 1.0) -> float:
-        return level * math.exp(max(-_ETA_CLIP, min(_ETA_CLIP, self.eta(x))))
-
-    @classmethod
-    def _check_instance(cls) -> DemandModel:
-        return cls()
-
-    @classmethod
-    def _check_samples(cls) -> list[tuple[Any, Any]]:
-        m = cls()
-        return [(m.calendar_x("D1", 20_000 + i), float(i % 3)) for i in range(10)] + [
-            ({"dow_1": 1.0}, 2.0)
-        ]
-
-    def _check_learn(self, x: Any, y: Any) -> None:
-        self.learn_one(x, y)
-
-    def _check_predict(self, x: Any) -> Any:
-        return self.predict_one(x)
 
 
 class DemandForecaster:
@@ -352,7 +246,7 @@ class DemandForecaster:
         if not len(y):
             return
         event = self.event(day)
-        cal = np.clip(self._calendar_eta(day, with_event=False), -_ETA_CLIP, _ETA_CLIP)
+        cal = np.clip(self._calendar_eta(day, with_event=False), -ETA_CLIP, ETA_CLIP)
         ser = self._series_eta(day)
         active = (self.days > 0.0) & (self.level > 0.0)
         level = self.effective_level()
@@ -366,7 +260,7 @@ class DemandForecaster:
                 exp_dept[dept] = float(base[rows].sum() * math.exp(cal[g]))
                 y_dept[dept] = float(y[rows].sum())
             self.events.observe(event, y_dept, exp_dept)
-            cal = np.clip(self._calendar_eta(day), -_ETA_CLIP, _ETA_CLIP)
+            cal = np.clip(self._calendar_eta(day), -ETA_CLIP, ETA_CLIP)
         for g, dept in enumerate(self.departments):
             rows = active & (self.code == g)
             expected = float(base[rows].sum())
@@ -385,7 +279,7 @@ class DemandForecaster:
             x = self._series_x(int(i), int(buckets[i]))
             if x and offset[i] > 0.0:
                 self.series.learn_one(x, float(y[i] / offset[i]), w=min(float(offset[i]), 1.0))
-        mult = np.exp(np.clip(cal[self.code] + ser, -_ETA_CLIP, _ETA_CLIP))
+        mult = np.exp(np.clip(cal[self.code] + ser, -ETA_CLIP, ETA_CLIP))
         z = y / np.clip(mult, 0.05, 20.0)
         if self.drift_alpha > 0.0 and event is None:
             self._learn_drift(z, active & (self.days >= 28.0))
@@ -442,4 +336,4 @@ class DemandForecaster:
         if self.drift_alpha > 0.0:
             eta += self._drift_eta(hz)[self.code]
         level = self.effective_level()
-        return level[:, None] * np.exp(np.clip(eta, -_ETA_CLIP, _ETA_CLIP))
+        return level[:, None] * np.exp(np.clip(eta, -ETA_CLIP, ETA_CLIP))
