@@ -125,29 +125,47 @@ def sim_messages(
     return out
 
 
-def run_testing_flow(
-    messages: list[KafkaSourceMessage[Any, Any]], extensions: Sequence[Any] = ()
-) -> tuple[list[Any], list[Any], list[Any]]:
-    """Run the whole dataflow on TestingSource/TestingSink: (events, dead letters, writes)."""
-    import bytewax.operators as op
-    from bytewax.testing import TestingSink, TestingSource, run_main
+def offline_flow(
+    messages: list[KafkaSourceMessage[Any, Any]],
+    extensions: Sequence[Any] = (),
+    dead: list[Any] | None = None,
+    writes: list[Any] | None = None,
+) -> Any:
+    """The whole dataflow on TestingSource/TestingSinks (default settings): the built flow."""
+    from bytewax.testing import TestingSink, TestingSource
 
     from streams.dataflow import build_flow
     from streams.registry import ManifestResolver, SchemaCatalog
     from streams.settings import Settings
 
-    events: list[Any] = []
-    dead: list[Any] = []
-    writes: list[Any] = []
-    built = build_flow(
+    return build_flow(
         Settings(),
         ManifestResolver(SchemaCatalog.load()),
         tail=False,
         source=TestingSource(messages),
-        dead_letter_sink=TestingSink(dead),
-        redis_sink=TestingSink(writes),
+        dead_letter_sink=TestingSink([] if dead is None else dead),
+        redis_sink=TestingSink([] if writes is None else writes),
         extensions=extensions,
     )
+
+
+def built_step_ids(extensions: Sequence[Any] = ()) -> set[str]:
+    """The step ids (without the flow id) of the dataflow built with ``extensions``."""
+    built = offline_flow([], extensions)
+    return {s.step_id.split(".", 1)[1] for s in built.flow.substeps}
+
+
+def run_testing_flow(
+    messages: list[KafkaSourceMessage[Any, Any]], extensions: Sequence[Any] = ()
+) -> tuple[list[Any], list[Any], list[Any]]:
+    """Run the whole dataflow on TestingSource/TestingSink: (events, dead letters, writes)."""
+    import bytewax.operators as op
+    from bytewax.testing import TestingSink, run_main
+
+    events: list[Any] = []
+    dead: list[Any] = []
+    writes: list[Any] = []
+    built = offline_flow(messages, extensions, dead, writes)
     op.output("test_events", built.events, TestingSink(events))
     run_main(built.flow)
     return events, dead, writes

@@ -7,12 +7,10 @@ from datetime import date
 
 import numpy as np
 import pytest
-from bytewax.testing import TestingSink, TestingSource
 
 from processors.reconcile import LEVELS
 from processors.records import Event
 from processors.writes import HashWrite
-from streams.dataflow import build_flow
 from streams.flows.demand import DemandEngine, DemandFlow, DemandSettings
 from streams.registry import ManifestResolver, SchemaCatalog
 from streams.settings import Settings
@@ -56,16 +54,7 @@ def latest(writes, kind):
 
 
 def test_step_ids_are_prefixed_and_stable():
-    built = build_flow(
-        SETTINGS,
-        RESOLVER,
-        tail=False,
-        source=TestingSource([]),
-        dead_letter_sink=TestingSink([]),
-        redis_sink=TestingSink([]),
-        extensions=[DemandFlow(CFG)],
-    )
-    ids = {s.step_id.split(".", 1)[1] for s in built.flow.substeps}
+    ids = helpers.built_step_ids([DemandFlow(CFG)])
     assert {"demand_relevant", "demand_key", "demand_engine", "demand_unkey"} <= ids
 
 

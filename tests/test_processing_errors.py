@@ -9,12 +9,11 @@ from datetime import date
 from typing import Any
 
 import pytest
-from bytewax.testing import TestingSink, TestingSource
 
 from infra.redis_sink import RedisWriter, redis_key
 from processors.records import DeadLetter, Event
 from processors.writes import HashWrite, StreamAdd, ZSetWrite
-from streams.dataflow import EXTENSION_STEP_IDS, STEP_IDS, build_flow, wait_for_topics
+from streams.dataflow import EXTENSION_STEP_IDS, STEP_IDS, wait_for_topics
 from streams.decode import BatchDecoder, EventDeadLetters
 from streams.errors import ConfigError, DeliveryError
 from streams.flows import default_extensions
@@ -24,7 +23,7 @@ from streams.flows.supply import SupplyFlow
 from streams.registry import ManifestResolver, SchemaCatalog
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, Simulator
-from tests.helpers import redis_state, run_testing_flow, sim_messages
+from tests.helpers import built_step_ids, redis_state, run_testing_flow, sim_messages
 
 SETTINGS = Settings()
 RESOLVER = ManifestResolver(SchemaCatalog.load())
@@ -139,16 +138,7 @@ def test_an_event_produced_twice_is_counted_once(sim_events):
 
 def test_new_step_ids_are_pinned():
     """Renaming a step discards its recovery state: change these only with a migration."""
-    built = build_flow(
-        SETTINGS,
-        RESOLVER,
-        tail=False,
-        source=TestingSource([]),
-        dead_letter_sink=TestingSink([]),
-        redis_sink=TestingSink([]),
-        extensions=default_extensions(SETTINGS),
-    )
-    ids = {s.step_id.split(".", 1)[1] for s in built.flow.substeps}
+    ids = built_step_ids(default_extensions(SETTINGS))
     assert set(STEP_IDS) | set(EXTENSION_STEP_IDS) <= ids
     assert {
         "demand_split_errors",

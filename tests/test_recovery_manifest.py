@@ -250,21 +250,11 @@ def test_recovery_off_by_default_and_bad_intervals_refused(tmp_path: Path):
 
 
 def test_manifest_step_ids_come_from_the_real_built_flow():
-    from streams.dataflow import build_flow
     from streams.flows import default_extensions
-    from streams.registry import ManifestResolver, SchemaCatalog
     from streams.settings import Settings
+    from tests.helpers import offline_flow
 
-    s = Settings()
-    built = build_flow(
-        s,
-        ManifestResolver(SchemaCatalog.load()),
-        tail=False,
-        source=TestingSource([]),
-        dead_letter_sink=TestingSink([]),
-        redis_sink=TestingSink([]),
-        extensions=default_extensions(s),
-    )
+    built = offline_flow([], default_extensions(Settings()))
     steps = flow_step_ids(built.flow)
     for step in ("kafka_in", "ingest_totals", "demand_engine", "customers_book",
                  "supply_state", "redis_out"):  # fmt: skip
