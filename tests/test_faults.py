@@ -28,7 +28,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 
 from infra.embedded import EmbeddedKafka, EmbeddedRedis
-from infra.processes import free_port
+from infra.processes import free_port, stop_popen
 from processors.records import DeadLetter, Event
 from processors.sequencer import IDLE_RELEASE_S
 from streams.decode import BatchDecoder
@@ -196,13 +196,7 @@ def _settle(url: str, prefix: str, timeout: float = 20.0) -> None:
 
 
 def _stop_flow(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_popen(proc, 20, signal.SIGINT)
 
 
 def _baseline(s: Settings) -> dict[str, Any]:

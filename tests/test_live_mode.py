@@ -15,6 +15,7 @@ from datetime import date
 import pytest
 import redis
 
+from infra.processes import stop_popen
 from streams.kafka_io import create_topics
 from streams.metrics import ingest_snapshot
 from streams.produce import EventProducer
@@ -87,12 +88,7 @@ def test_live_run_tails_and_matches_a_bounded_replay(kafka_bootstrap, redis_url,
         everything = producer.send_all(e for _, events in days[3:] for e in events)
         _wait_for(lambda: total() == sum(everything.values()))
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_popen(proc, 20, signal.SIGINT)
     live_state = ingest_snapshot(client, f"{key_prefix}live")
 
     bounded = dataclasses.replace(
