@@ -36,15 +36,14 @@ import json
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from infra.cluster import RedisClient, connect, is_cluster_url, node_markers
+from infra.sink_mirror import Mirror, left_ms, pairs
 from processors.writes import HashWrite, RedisWrite, StreamAdd, ZSetWrite
 from streams.errors import DeliveryError
 
@@ -127,69 +126,9 @@ def _collapse(writes: Sequence[RedisWrite]) -> list[RedisWrite]:
     return [*newest.values(), *others]
 
 
-def _pairs(fields: Any) -> list[Any]:
-    out: list[Any] = []
-    for name, value in fields.items():
-        out.append(name)
-        out.append(value)
-    return out
-
-
 _MARKER_TTL_MS = 7 * 86_400_000  # an idle writer's marker expires: a harmless full rewrite
 _RESTORE_CHUNK = 1_000  # commands per pipeline while restoring
 _PRUNE_EVERY = 512  # batches between sweeps of expired hashes out of the mirror
-
-
-@dataclass(slots=True)
-class _HashState:
-    version: int
-    fields: dict[str, Any]
-    ttl_ms: int
-    written_at: float  # writer clock, s: what is left of the TTL on a restore
-
-
-@dataclass(slots=True)
-class Mirror:
-    """What this writer has written, to rewrite after Redis lost it (docs/operations.md)."""
-
-    hashes: dict[str, _HashState] = field(default_factory=dict)
-    zsets: dict[str, dict[str, float]] = field(default_factory=dict)
-    streams: dict[str, deque[tuple[int, int, list[Any]]]] = field(default_factory=dict)
-
-    def record(self, key: str, w: RedisWrite, now: float) -> None:
-        """Apply ``w`` (already accepted by Redis) the way the guarded scripts do."""
-        if isinstance(w, HashWrite):
-            h = self.hashes.get(key)
-            if h is None:
-                self.hashes[key] = _HashState(w.version, dict(w.fields), w.ttl_ms, now)
-            elif w.version >= h.version:
-                h.version, h.ttl_ms, h.written_at = w.version, w.ttl_ms, now
-                h.fields.update(w.fields)
-        elif isinstance(w, StreamAdd):
-            entries = self.streams.get(key)
-            if entries is None:
-                entries = self.streams[key] = deque(maxlen=max(1, w.maxlen))
-            if not entries or (w.ms, w.seq) > entries[-1][:2]:
-                entries.append((w.ms, w.seq, _pairs(w.fields)))
-        elif w.score is None:
-            members = self.zsets.get(key)
-            if members is not None:
-                members.pop(w.member, None)
-        else:
-            self.zsets.setdefault(key, {})[w.member] = w.score
-
-    def prune(self, now: float) -> None:
-        """Forget hashes whose TTL has run out (Redis has dropped them too)."""
-        gone = [k for k, h in self.hashes.items() if h.ttl_ms and _left_ms(h, now) <= 0]
-        for k in gone:
-            del self.hashes[k]
-
-    def __len__(self) -> int:
-        return len(self.hashes) + len(self.zsets) + len(self.streams)
-
-
-def _left_ms(h: _HashState, now: float) -> int:
-    return h.ttl_ms - int((now - h.written_at) * 1000)
 
 
 class RedisWriter:
@@ -298,7 +237,7 @@ class RedisWriter:
             key = redis_key(self.prefix, w.kind, w.entity)
             if isinstance(w, HashWrite):
                 message = json.dumps({"key": key, **w.fields}) if w.channel else ""
-                args = [w.version, w.ttl_ms, self._channel(w.channel), message, *_pairs(w.fields)]
+                args = [w.version, w.ttl_ms, self._channel(w.channel), message, *pairs(w.fields)]
                 self._script(pipe, "hset", key, args)
             elif isinstance(w, StreamAdd):
                 message = (
@@ -307,7 +246,7 @@ class RedisWriter:
                     else ""
                 )
                 args = [w.ms, w.seq, w.maxlen, self._channel(w.channel), message]
-                self._script(pipe, "xadd", key, [*args, *_pairs(w.fields)])
+                self._script(pipe, "xadd", key, [*args, *pairs(w.fields)])
             elif isinstance(w, ZSetWrite):
                 if w.score is None:
                     pipe.zrem(key, w.member)
@@ -353,10 +292,10 @@ class RedisWriter:
             self._load_scripts()
         pipe, n = self._client.pipeline(transaction=False), 0
         for key, h in m.hashes.items():
-            ttl = max(0, _left_ms(h, now)) if h.ttl_ms else 0
+            ttl = max(0, left_ms(h, now)) if h.ttl_ms else 0
             if h.ttl_ms and ttl == 0:
                 continue  # expired meanwhile: Redis would not have it either
-            self._script(pipe, "hset", key, [h.version, ttl, "", "", *_pairs(h.fields)])
+            self._script(pipe, "hset", key, [h.version, ttl, "", "", *pairs(h.fields)])
             n += 1
             if n % _RESTORE_CHUNK == 0:
                 pipe.execute()
@@ -367,8 +306,8 @@ class RedisWriter:
             # Stream ids only grow: entries of the current batch already sit at the tail,
             # so the stream is rebuilt whole, in order.
             pipe.delete(key)
-            for ms, seq, pairs in entries:
-                pipe.xadd(key, dict(zip(pairs[::2], pairs[1::2], strict=True)), id=f"{ms}-{seq}")
+            for ms, seq, flat in entries:
+                pipe.xadd(key, dict(zip(flat[::2], flat[1::2], strict=True)), id=f"{ms}-{seq}")
         for marker in self.markers:
             pipe.hset(marker, "seq", self._acked)
         pipe.execute()
