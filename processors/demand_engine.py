@@ -21,6 +21,7 @@ import numpy as np
 
 from models.demand import DemandForecaster, ResidualQuantiles
 from processors.daily_demand import DAY_MS, ClosedDay, DailyDemand
+from processors.demand_publish import ForecastBlock, Forecasts, json_rows
 from processors.demand_settings import DemandSettings
 from processors.inventory_policy import LeadTimes, Policy, reorder_points
 from processors.reconcile import LEVELS, ColdStartPriors, Hierarchy, take_nodes
@@ -28,13 +29,14 @@ from processors.records import Event
 from processors.watermark import PartitionWatermark
 from processors.writes import HashWrite, RedisWrite, ZSetWrite
 
-__all__ = ["HISTORY_TTL_MS", "DemandEngine", "DemandSettings"]
+__all__ = ["HISTORY_TTL_MS", "DemandEngine", "DemandSettings", "Output"]
 
 _FAMILIES = frozenset({"orders", "catalog", "stores", "clickstream", "inventory", "supplier"})
 _PO_MAX_OPEN_MS = 120 * DAY_MS  # a PO not received in 120 days no longer teaches a lead time
 # Per-day actuals history (demand_day hashes) lives this long: a year and a bit, so the
 # dashboard can show last year's holiday season next to this one.
 HISTORY_TTL_MS = 400 * DAY_MS
+Output = RedisWrite | ForecastBlock  # what the engine hands the flow
 # Score accumulator slots per (level, horizon).
 _N, _AE_MEAN, _AE_P50, _SE_MEAN, _AE_NAIVE, _COVERED = range(6)
 
@@ -49,6 +51,10 @@ class DemandEngine:
 
     # Instances live in recovery snapshots: bump on any change older pickles can't satisfy.
     STATE_VERSION = 2  # 2: last_sold, retired (series retirement)
+    # > 0: a day's forecast hashes leave as that many ForecastBlocks, rendered by the flow
+    # on other workers (processors/demand_publish.py); 0: rendered here. Not model state:
+    # the flow sets it on every start.
+    publish_blocks = 0
 
     def __init__(self, cfg: DemandSettings, timezone: str = "UTC") -> None:
         self.cfg = cfg
@@ -96,7 +102,7 @@ class DemandEngine:
 
     # -- events ---------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> list[RedisWrite]:
+    def on_event(self, event: Event) -> list[Output]:
         try:
             return self._on_event(event)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError):
@@ -104,7 +110,7 @@ class DemandEngine:
             self.bad_events += 1
             return []
 
-    def _on_event(self, e: Event) -> list[RedisWrite]:
+    def _on_event(self, e: Event) -> list[Output]:
         v = e.value
         if e.family == "orders":
             self.book.add_order(v)
@@ -175,7 +181,7 @@ class DemandEngine:
         self.last_sold = np.append(self.last_sold, added)  # silence counts from here
         return i
 
-    def _on_inventory(self, v: dict[str, Any], t: int) -> list[RedisWrite]:
+    def _on_inventory(self, v: dict[str, Any], t: int) -> list[Output]:
         i = self.tree.index.get((v["sku"], v["store_id"]))
         if i is None or self.policy is None or i >= len(self.policy.reorder_point):
             return []
@@ -198,17 +204,17 @@ class DemandEngine:
 
     # -- day closing ----------------------------------------------------------------------
 
-    def _close_days(self, watermark: int) -> list[RedisWrite]:
+    def _close_days(self, watermark: int) -> list[Output]:
         closed = self.book.advance(watermark)
         if not closed:
             return []
         self.book.closed.clear()
-        writes: list[RedisWrite] = []
+        writes: list[Output] = []
         for day in closed:
             writes.extend(self.close_day(day))
         return writes
 
-    def close_day(self, cd: ClosedDay) -> list[RedisWrite]:
+    def close_day(self, cd: ClosedDay) -> list[Output]:
         for sku, store in cd.units:
             self._series(sku, store)
         n = len(self.tree)
@@ -260,7 +266,7 @@ class DemandEngine:
         self.policy = None  # recomputed by the publication that follows
         self.retired += int(dead.sum())
 
-    def flush(self) -> list[RedisWrite]:
+    def flush(self) -> list[Output]:
         """Republish the last closed day if series were added since (cold starts get a
         forecast at once and the parents stay coherent; same version: no notification)."""
         if not self.stale or self.last_closed is None:
@@ -315,7 +321,9 @@ class DemandEngine:
             for level in LEVELS
         }
 
-    def _publish(self, day: int, version: int) -> list[RedisWrite]:
+    def _publish(self, day: int, version: int) -> list[Output]:
+        """The day's writes; the forecast hashes themselves as ``publish_blocks`` blocks
+        for the flow to render elsewhere, or rendered here when it is 0 (the default)."""
         self.stale = False
         out = self.forecasts(day)
         scored = [h - 1 for h in self.scored]
@@ -327,28 +335,13 @@ class DemandEngine:
         bottom = out["sku_store"]
         lead = np.array([self.leads.days((s.sku, s.store)) for s in self.tree.series])
         self.policy = reorder_points(bottom[0], bottom[1], bottom[3], lead, self.cfg.service_level)
-        writes: list[RedisWrite] = []
-        for level, arrays in out.items():
-            actual = self.actuals[day][level]
-            mean, p10, p50, p90 = (_json_rows(a) for a in arrays)
-            for j, node in enumerate(self.tree.nodes[level]):
-                fields: dict[str, str | int | float] = {
-                    "mean": mean[j],
-                    "p10": p10[j],
-                    "p50": p50[j],
-                    "p90": p90[j],
-                    "model_version": self.fc.version,
-                    "as_of": version,
-                    "actual_last_day": float(actual[j]) if j < len(actual) else 0.0,
-                }
-                if level == "sku_store":
-                    fields["safety_stock"] = round(float(self.policy.safety[j]), 3)
-                    fields["reorder_point"] = round(float(self.policy.reorder_point[j]), 3)
-                    fields["lead_days"] = round(float(self.policy.lead_days[j]), 2)
-                key = f"{level}:{node}"
-                writes.append(
-                    HashWrite("forecast", key, fields, version, self._ttl_ms, "forecast.changes")
-                )
+        day_fc = Forecasts(self.tree.nodes, out, self.actuals[day], self.policy, version,
+                           self.fc.version, self._ttl_ms)  # fmt: skip
+        writes: list[Output] = []
+        if self.publish_blocks > 0:
+            writes.extend(day_fc.blocks(self.publish_blocks))
+        else:
+            writes.extend(day_fc.writes())
         writes.extend(self._history_writes(out, day, version))
         for (level, h), acc in self.scores.items():
             writes.append(HashWrite("demand_score", f"{level}:h{h}", _score_fields(acc), version))
@@ -377,7 +370,7 @@ class DemandEngine:
             actual = np.zeros(len(nodes))
             known = self.actuals[day][level][: len(nodes)]
             actual[: len(known)] = known
-            rows = _json_rows(np.column_stack([actual, *(a[:, 0] for a in arrays)]))
+            rows = json_rows(np.column_stack([actual, *(a[:, 0] for a in arrays)]))
             fields = dict(zip(nodes, rows, strict=True))
             writes.append(
                 HashWrite("demand_day", f"{level}:{version}", fields, version, HISTORY_TTL_MS)
@@ -389,16 +382,6 @@ class DemandEngine:
         expired = self.book.clock.start_ms(day - HISTORY_TTL_MS // DAY_MS)
         writes.append(ZSetWrite("demand_days", "index", str(expired), None))
         return writes
-
-
-def _json_rows(values: np.ndarray) -> list[str]:
-    """One JSON list per row, rounded to 3 decimals.
-
-    ``str`` of a list of finite Python floats is valid JSON and ~3x faster than
-    ``json.dumps`` (measured: JSON encoding was 70% of a day's close).
-    """
-    rows = np.round(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), 3).tolist()
-    return [str(r) for r in rows]
 
 
 def _score_fields(acc: np.ndarray) -> dict[str, str | int | float]:
