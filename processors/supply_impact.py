@@ -31,10 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from processors.purchase_orders import DAY_MS
 
-__all__ = ["Cover", "CoverTracker", "impacted_pairs"]
+__all__ = ["Cover", "CoverTracker", "StoreCover", "StoreMoves", "impacted_pairs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,3 +133,49 @@ def impacted_pairs(
         if known is not None and known[0] < delay:
             out.append((sku, store, known[0], round(delay, 2)))
     return sorted(out, key=lambda p: (p[2], p[0], p[1]))
+
+
+class StoreMoves(NamedTuple):
+    """Stock moves of one store: ``(kind, sku, units, event_time)``, kind snap/sale/forecast."""
+
+    store: str
+    moves: list[tuple[str, str, float, int]]
+
+
+class StoreCover:
+    """Days of cover of one store's SKUs. A SKU's tracker idle for ``idle_days`` (no sale,
+    snapshot or forecast; event time, the store's newest day) is dropped once a day: a
+    discontinued pair's state does not stay forever, and one that moves again starts afresh
+    (its stock unknown until a snapshot)."""
+
+    __slots__ = ("newest", "trackers")
+
+    def __init__(self, trackers: dict[str, CoverTracker]) -> None:
+        self.trackers = trackers
+        # The store's newest UTC day: derived from the trackers, so the snapshot is unchanged.
+        self.newest = max((tr.day for tr in trackers.values()), default=-1)
+
+    def apply(
+        self, moves: list[tuple[str, str, float, int]], alpha: float, idle_days: int
+    ) -> list[tuple[str, Cover]]:
+        covers: list[tuple[str, Cover]] = []
+        for kind, sku, units, t in moves:
+            tr = self.trackers.get(sku)
+            if tr is None:
+                tr = self.trackers[sku] = CoverTracker(alpha=alpha)
+            cover: Cover | None
+            if kind == "snap":
+                cover = tr.on_snapshot(int(units), t)
+            elif kind == "forecast":
+                cover = tr.on_forecast(units, t)
+            else:
+                cover = tr.on_sale(int(units), t)
+            if cover is not None:
+                covers.append((sku, cover))
+            if tr.day > self.newest:
+                self.newest = tr.day
+                if idle_days > 0:
+                    oldest = self.newest - idle_days
+                    for stale in [k for k, v in self.trackers.items() if v.day < oldest]:
+                        del self.trackers[stale]
+        return covers

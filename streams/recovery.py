@@ -74,6 +74,7 @@ class RecoveryManifest:
     topics: tuple[str, ...]  # input topics, sorted
     partitions: int
     state_versions: Mapping[str, int]  # "module.Qualname" -> STATE_VERSION
+    shards: int = 1  # run.shards: which key holds which store, customer... (0: unrecorded)
     libraries: Mapping[str, str] = field(default_factory=dict, compare=False)  # informational
 
     def to_json(self) -> str:
@@ -84,6 +85,7 @@ class RecoveryManifest:
                 "step_ids": list(self.step_ids),
                 "topics": list(self.topics),
                 "partitions": self.partitions,
+                "shards": self.shards,
                 "state_versions": dict(sorted(self.state_versions.items())),
                 "libraries": dict(sorted(self.libraries.items())),
             },
@@ -102,6 +104,7 @@ class RecoveryManifest:
                 topics=tuple(str(t) for t in raw["topics"]),
                 partitions=int(raw["partitions"]),
                 state_versions={str(k): int(v) for k, v in raw["state_versions"].items()},
+                shards=int(raw.get("shards", 0)),
                 libraries={str(k): str(v) for k, v in raw.get("libraries", {}).items()},
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -158,6 +161,7 @@ def build_manifest(
     topics: Iterable[str],
     partitions: int,
     versions: Mapping[str, int] | None = None,
+    shards: int = 1,
 ) -> RecoveryManifest:
     """The manifest this flow would write (``versions`` defaults to :func:`state_versions`)."""
     return RecoveryManifest(
@@ -166,6 +170,7 @@ def build_manifest(
         topics=tuple(sorted(topics)),
         partitions=partitions,
         state_versions=dict(state_versions() if versions is None else versions),
+        shards=shards,
         libraries=_library_versions(),
     )
 
@@ -202,6 +207,11 @@ def compare_manifests(stored: RecoveryManifest, current: RecoveryManifest) -> li
         problems.append(
             f"the recovery store has {stored.partitions} partition(s) but "
             f"run.recovery_partitions is {current.partitions} (fixed for the store's life)"
+        )
+    if stored.shards != current.shards:
+        problems.append(
+            f"the recovery store was written with {stored.shards or 'unrecorded'} shard(s) but "
+            f"run.shards is {current.shards} (fixed for the store's life: processors/shards.py)"
         )
     for cls in sorted(set(stored.state_versions) | set(current.state_versions)):
         was, now = stored.state_versions.get(cls), current.state_versions.get(cls)
@@ -335,6 +345,6 @@ def recovery_config(
         raise ConfigError("run.snapshot_interval_s (the epoch interval) must be > 0")
     if run.backup_interval_s < 0:
         raise ConfigError("run.backup_interval_s must be >= 0")
-    manifest = build_manifest(flow, topics, run.recovery_partitions)
+    manifest = build_manifest(flow, topics, run.recovery_partitions, shards=run.shards)
     db_dir = prepare_recovery(run.recovery_dir, flow, manifest)
     return RecoveryConfig(db_dir, backup_interval=timedelta(seconds=run.backup_interval_s))

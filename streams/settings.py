@@ -184,6 +184,13 @@ class RunSettings:
     recovery_partitions: int = 1  # fixed for the life of the recovery directory
     snapshot_interval_s: float | None = None  # None: epoch_interval_s
     backup_interval_s: float = 0.0  # keep superseded snapshots this long (for backups)
+    # Logical shards of each sharded step (processors/shards.py): fixed for the life of a
+    # recovery store. 12 spreads evenly over 1, 2, 3, 4, 6 or 12 workers (docs/scaling.md).
+    shards: int = 12
+
+    def __post_init__(self) -> None:
+        if self.shards < 1:
+            raise ConfigError(f"run.shards must be >= 1, not {self.shards}")
 
     @property
     def effective_epoch_interval_s(self) -> float:

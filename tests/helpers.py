@@ -130,6 +130,7 @@ def offline_flow(
     extensions: Sequence[Any] = (),
     dead: list[Any] | None = None,
     writes: list[Any] | None = None,
+    settings: Any = None,
 ) -> Any:
     """The whole dataflow on TestingSource/TestingSinks (default settings): the built flow."""
     from bytewax.testing import TestingSink, TestingSource
@@ -139,7 +140,7 @@ def offline_flow(
     from streams.settings import Settings
 
     return build_flow(
-        Settings(),
+        Settings() if settings is None else settings,
         ManifestResolver(SchemaCatalog.load()),
         tail=False,
         source=TestingSource(messages),
@@ -156,7 +157,9 @@ def built_step_ids(extensions: Sequence[Any] = ()) -> set[str]:
 
 
 def run_testing_flow(
-    messages: list[KafkaSourceMessage[Any, Any]], extensions: Sequence[Any] = ()
+    messages: list[KafkaSourceMessage[Any, Any]],
+    extensions: Sequence[Any] = (),
+    settings: Any = None,
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Run the whole dataflow on TestingSource/TestingSink: (events, dead letters, writes)."""
     import bytewax.operators as op
@@ -165,7 +168,7 @@ def run_testing_flow(
     events: list[Any] = []
     dead: list[Any] = []
     writes: list[Any] = []
-    built = offline_flow(messages, extensions, dead, writes)
+    built = offline_flow(messages, extensions, dead, writes, settings)
     op.output("test_events", built.events, TestingSink(events))
     run_main(built.flow)
     return events, dead, writes

@@ -16,7 +16,7 @@ from processors.demand_engine import DemandEngine, DemandSettings
 from processors.reconcile import LEVELS
 from processors.records import Event
 from processors.supply_engine import SupplyEngine, SupplySettings
-from processors.supply_impact import Cover
+from processors.supply_impact import Cover, StoreMoves
 from processors.writes import HashWrite, RedisWrite
 from streams.flows.supply import _CoverLogic
 
@@ -118,13 +118,18 @@ def test_a_recovered_engine_retires_like_an_uninterrupted_one():
 def test_idle_cover_trackers_and_engine_covers_are_dropped():
     t0 = D0 * DAY_MS
     logic = _CoverLogic(0.1, None, idle_days=7)
-    logic.on_batch([[("snap", "OLD", 5, t0), ("snap", "LIVE", 5, t0)]])
-    logic.on_batch([[("sale", "LIVE", 1, t0 + d * DAY_MS)] for d in range(1, 8)])
-    assert set(logic.trackers) == {"OLD", "LIVE"}  # 7 days idle: not yet
-    logic.on_batch([[("sale", "LIVE", 1, t0 + 8 * DAY_MS)]])
-    assert set(logic.trackers) == {"LIVE"}
+
+    def moves(*ms: tuple[str, str, int, int]) -> StoreMoves:
+        return StoreMoves("S1", list(ms))
+
+    logic.on_batch([moves(("snap", "OLD", 5, t0), ("snap", "LIVE", 5, t0))])
+    logic.on_batch([moves(("sale", "LIVE", 1, t0 + d * DAY_MS)) for d in range(1, 8)])
+    assert set(logic.stores["S1"].trackers) == {"OLD", "LIVE"}  # 7 days idle: not yet
+    logic.on_batch([moves(("sale", "LIVE", 1, t0 + 8 * DAY_MS))])
+    assert set(logic.stores["S1"].trackers) == {"LIVE"}
     restored = _CoverLogic(0.1, logic.snapshot(), idle_days=7)
-    assert restored.newest == D0 + 8 and set(restored.trackers) == {"LIVE"}
+    assert restored.stores["S1"].newest == D0 + 8
+    assert set(restored.stores["S1"].trackers) == {"LIVE"}
 
     eng = SupplyEngine(SupplySettings(cover_idle_days=7))
     eng.on_cover("OLD", "S1", Cover(5, 1.0, 5.0, t0))

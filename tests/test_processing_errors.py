@@ -142,7 +142,12 @@ def test_new_step_ids_are_pinned():
     assert set(STEP_IDS) | set(EXTENSION_STEP_IDS) <= ids
     assert {
         "demand_split_errors",
+        "demand_split_blocks",
+        "demand_block_key",
+        "demand_publish",
         "demand_unkey",
+        "demand_rendered",
+        "demand_writes",
         "demand_errors",
         "customers_split_errors",
         "customers_writes",

@@ -47,8 +47,12 @@ def tiny_flow(flow_id: str = "retailpulse", state_step: str = "acc") -> Dataflow
     return flow
 
 
-def manifest(flow: Dataflow, *, topics: Any = TOPICS, parts: int = 1, versions: Any = None):
-    return build_manifest(flow, topics, parts, VERSIONS if versions is None else versions)
+def manifest(
+    flow: Dataflow, *, topics: Any = TOPICS, parts: int = 1, versions: Any = None, shards: int = 1
+):
+    return build_manifest(
+        flow, topics, parts, VERSIONS if versions is None else versions, shards=shards
+    )
 
 
 def fresh(tmp_path: Path, flow: Dataflow | None = None, parts: int = 1) -> Path:
@@ -141,6 +145,14 @@ def test_changed_partition_count_is_refused(tmp_path: Path):
     flow = tiny_flow()
     text = refusal(db, flow, manifest(flow, parts=3))
     assert "has 2 partition(s) but run.recovery_partitions is 3" in text
+
+
+def test_changed_shard_count_is_refused(tmp_path: Path):
+    """Stores, customers and blocks map to shard keys by count: a new count moves them."""
+    db = fresh(tmp_path)
+    flow = tiny_flow()
+    text = refusal(db, flow, manifest(flow, shards=12))
+    assert "written with 1 shard(s) but run.shards is 12" in text
 
 
 def test_missing_partition_file_is_refused(tmp_path: Path):

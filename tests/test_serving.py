@@ -74,7 +74,7 @@ def _customers(writer: RedisWriter) -> None:
 
 
 def _forecast(level: str, node: str, base: float, stock: bool) -> HashWrite:
-    """Like processors.demand_engine._publish: JSON lists written with str()."""
+    """Like processors.demand_publish.ForecastBlock.writes: JSON lists (any JSON spacing)."""
     mean = [round(base * (1 + 0.1 * d), 3) for d in range(28)]
     fields: dict[str, str | int | float] = {
         "mean": str(mean), "p10": str([round(m * 0.5, 3) for m in mean]),

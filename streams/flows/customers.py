@@ -1,7 +1,8 @@
 """Customer flow: live profiles, churn risk with delayed labels, BG/NBD and CLV -> Redis.
 
     events --customers_only_mine--> orders | clickstream | catalog
-           --customers_key--> one key ("customers"): one global churn model (docs/customers.md)
+           --customers_key--> one key (placed: processors/shards.py): one global churn
+                              model (docs/customers.md)
            --customers_book--> Sequencer (event-time order, docs/event-time.md), then
                                CustomerBook (profiles, labels, models), writes collapsed
                                per batch: the last score per customer
@@ -33,6 +34,7 @@ from processors.customer_book import (
 )
 from processors.records import DeadLetter, Event
 from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, Sequenced, Sequencer
+from processors.shards import Shards
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
@@ -138,9 +140,11 @@ class CustomerFlow:
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         mine = op.filter("customers_only_mine", events, lambda e: e.family in _FAMILIES)
-        # One key per model flow, each its own: Bytewax places keys on workers by a hash
-        # of the key, so distinct keys let the flows' engines run in different processes.
-        keyed = op.key_on("customers_key", mine, lambda _e: "customers")
+        # One key (one global churn model, docs/customers.md), placed in slot 1 (demand 0,
+        # supply 2): the flows' engines then run on different workers when there are
+        # several (processors/shards.py, docs/scaling.md).
+        key = Shards(settings.run.shards).engine_key("customers", slot=1)
+        keyed = op.key_on("customers_key", mine, lambda _e: key)
         books = op.stateful_batch(
             "customers_book",
             keyed,

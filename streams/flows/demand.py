@@ -2,11 +2,19 @@
 
     events --demand_relevant--demand_key--demand_engine (one keyed state: a Sequencer
            putting events in event-time order (docs/event-time.md), then the engine)
-           --demand_split_errors--+--demand_unkey--> writes
+           --demand_split_errors--+--demand_split_blocks--+--demand_unkey-----------------+
+                                  |                       +--demand_block_key--demand_publish
+                                  |                          (run.shards keys: each renders
+                                  |                          its block of the day's forecast
+                                  |                          hashes)--demand_rendered--+
+                                  |                                 demand_writes <----+--> writes
                                   +--demand_errors--> process:demand dead letters
 
-The work itself is :class:`processors.demand_engine.DemandEngine` (docs/demand.md). An
-event the engine raises on becomes a dead letter (docs/dead-letters.md) and the batch goes on.
+The work itself is :class:`processors.demand_engine.DemandEngine` (docs/demand.md): one
+state, because a day closes for every series at once and the shared model learns from all
+of them. Rendering a day's forecasts as hashes, the larger part of the work, is spread over
+the shards (processors/demand_publish.py, docs/scaling.md). An event the engine raises on
+becomes a dead letter (docs/dead-letters.md) and the batch goes on.
 """
 
 from __future__ import annotations
@@ -19,9 +27,11 @@ import redis
 from bytewax.dataflow import Stream
 
 from processors.demand_engine import _FAMILIES, DemandEngine, DemandSettings
+from processors.demand_publish import ForecastBlock
 from processors.reconcile import LEVELS
 from processors.records import DeadLetter, Event
 from processors.sequencer import IDLE_RELEASE_S, LIVE_CLOCK, Sequenced, Sequencer
+from processors.shards import Shards
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
@@ -59,18 +69,50 @@ class DemandFlow:
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         relevant = op.filter(f"{NAME}_relevant", events, lambda e: e.family in _FAMILIES)
-        # Its own key (not a shared "all"): engines of different flows can then be placed
-        # on different workers (docs/scaling.md).
-        keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: NAME)
+        # Its own placed key (slot 0; customers 1, supply 2): the flows' engines then run on
+        # different workers when there are several (processors/shards.py, docs/scaling.md).
+        shards = Shards(settings.run.shards)
+        engine_key = shards.engine_key(NAME, slot=0)
+        keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: engine_key)
         out = op.stateful_batch(
             f"{NAME}_engine",
             keyed,
-            lambda state: _EngineLogic(state or new_state(cfg, tz, parts), failures, fault, idle_s),
+            lambda state: _EngineLogic(
+                state or new_state(cfg, tz, parts), failures, fault, idle_s, shards.n
+            ),
         )
         split = op.branch(f"{NAME}_split_errors", out, _is_write)
-        self.output = op.key_rm(f"{NAME}_unkey", split.trues)  # type: ignore[arg-type]
+        kinds = op.branch(f"{NAME}_split_blocks", split.trues, _is_block)
+        blocks = op.map(f"{NAME}_block_key", kinds.trues, _BlockKey(shards.keys(f"{NAME}_publish")))
+        rendered = op.stateful_batch(f"{NAME}_publish", blocks, lambda _none: _RenderLogic())
+        direct = op.key_rm(f"{NAME}_unkey", kinds.falses)
+        self.output = op.merge(f"{NAME}_writes", direct, op.key_rm(f"{NAME}_rendered", rendered))
         self.errors = op.key_rm(f"{NAME}_errors", split.falses)  # type: ignore[arg-type]
         return self.output
+
+
+class _RenderLogic(op.StatefulBatchLogic[ForecastBlock, RedisWrite, None]):
+    """A shard's blocks -> forecast hashes; holds no state (nothing to snapshot)."""
+
+    def on_batch(self, values: list[ForecastBlock]) -> tuple[list[RedisWrite], bool]:
+        return [w for block in values for w in block.writes()], self.DISCARD
+
+    def snapshot(self) -> None:
+        return None
+
+
+class _BlockKey:
+    """A block to the key of its shard."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.keys = keys
+
+    def __call__(self, kv: tuple[str, Any]) -> tuple[str, ForecastBlock]:
+        return (self.keys[kv[1].shard], kv[1])
+
+
+def _is_block(kv: tuple[str, Any]) -> bool:
+    return isinstance(kv[1], ForecastBlock)
 
 
 def _is_write(kv: tuple[str, Any]) -> bool:
@@ -100,15 +142,17 @@ class _EngineLogic(SequencedLogic[DemandEngine]):
         failures: EventDeadLetters,
         fault: Callable[[Event], None] | None = None,
         idle_s: float | None = None,
+        blocks: int = 0,
     ) -> None:
         super().__init__(state, idle_s)
         self.engine = state.model
+        self.engine.publish_blocks = blocks  # forecasts leave as blocks for demand_publish
         self.failures = failures
         self.fault = fault
 
     def _apply(self, events: list[Event], *, final: bool) -> Out:
         engine = self.engine
-        out: Out = []
+        out: list[Any] = []  # writes, dead letters and ForecastBlocks
         for e in events:
             # The raising entry point: on_event() swallows errors into a counter, but a bad
             # event must reach the dead-letter topic with its reason (docs/dead-letters.md).

@@ -1,9 +1,11 @@
 """The supply flow: purchase orders -> lead times, supplier risk, disruption alerts -> Redis.
 
-    events --supply_route--+-- supplier events (key "supply") ------------+
-                           +-- order lines, snapshots (key "store:<id>") --+
-                 --supply_cover (days of cover per store; supplier events pass)--
-                 --supply_to_engine (key "supply")--supply_state--supply_split_errors--+
+    events --supply_route--+-- supplier events (the engine's key) ------------------+
+                           +-- order lines, snapshots (a store's shard key) --------+
+    demand forecasts --supply_forecasts (a store's shard key) ----------------------+
+                 --supply_cover (days of cover per store, run.shards keys; supplier
+                   events pass)--supply_to_engine (the engine's key)--supply_state
+                 --supply_split_errors--+
                     +--supply_writes--> writes
                     +--supply_errors--> process:supply dead letters (events that raised)
 
@@ -11,8 +13,9 @@ Supplier events are few (one PO makes ~4), so every supplier is handled by ONE k
 (:class:`SupplyEngine`): the shared River lead-time model and the shared HalfSpaceTrees
 need to see every supplier, and "late" needs one event-time watermark that a silent
 (disrupted) supplier cannot hold back. Orders and inventory are many: their days of cover
-are computed per SKU x store in parallel (``supply_cover``) and reach the engine at most
-once per pair and day. Time is event time only; a replay writes the same values.
+are computed per SKU x store in parallel (``supply_cover``: stores spread over the shards
+by crc32, processors/shards.py) and reach the engine at most once per pair and day. Time
+is event time only; a replay writes the same values.
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from bytewax.dataflow import Stream
 
 from processors.records import DeadLetter, Event
 from processors.sequencer import IDLE_RELEASE_S, Sequenced, Sequencer
+from processors.shards import Shards
 from processors.supply_engine import SupplyEngine, SupplySettings, detection_scores
-from processors.supply_impact import Cover, CoverTracker
+from processors.supply_impact import Cover, CoverTracker, StoreCover, StoreMoves
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
@@ -44,7 +48,12 @@ log = logging.getLogger(__name__)
 
 
 # -- Bytewax wiring -------------------------------------------------------------------------
-_KEY = "supply"  # the one key of the engine's state (see the module docstring)
+_ENGINE_SLOT = 2  # placed apart from demand's (0) and customers' (1) engines
+
+
+def engine_key(shards: Shards) -> str:
+    """The one key of the engine's state (see the module docstring)."""
+    return shards.engine_key("supply", slot=_ENGINE_SLOT)
 
 
 class _Router:
@@ -54,26 +63,35 @@ class _Router:
     engine's key, which passes it on to ``supply_errors``."""
 
     def __init__(
-        self, failures: EventDeadLetters, fault: Callable[[Event], None] | None = None
+        self,
+        shards: Shards,
+        failures: EventDeadLetters,
+        fault: Callable[[Event], None] | None = None,
     ) -> None:
+        self.shards = shards
+        self.key = engine_key(shards)
         self.failures = failures
         self.fault = fault
 
     def __call__(self, batch: list[Event]) -> list[tuple[str, Any]]:
-        return _route(batch, self.failures, self.fault)
+        return _route(batch, self.key, self.shards, self.failures, self.fault)
 
 
 def _route(
-    batch: list[Event], failures: EventDeadLetters, fault: Callable[[Event], None] | None
+    batch: list[Event],
+    key: str,
+    shards: Shards,
+    failures: EventDeadLetters,
+    fault: Callable[[Event], None] | None,
 ) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
-    per_store: dict[str, list[tuple[str, str, int, int]]] = {}
+    per_store: dict[str, list[tuple[str, str, float, int]]] = {}
     for e in batch:
         try:
             if fault is not None:
                 fault(e)
             if e.family == "supplier":
-                out.append((_KEY, e))
+                out.append((key, e))
                 continue
             v = e.value
             if e.family == "inventory":
@@ -88,8 +106,11 @@ def _route(
                 continue
             per_store.setdefault(v["store_id"], []).extend(moves)
         except Exception as exc:  # a malformed record must not stop the flow
-            out.append((_KEY, failures.dead_letter(e, exc)))
-    out.extend((f"store:{store}", moves) for store, moves in per_store.items())
+            out.append((key, failures.dead_letter(e, exc)))
+    out.extend(
+        (shards.key_of(_COVER_STEP, store), StoreMoves(store, moves))
+        for store, moves in per_store.items()
+    )
     return out
 
 
@@ -97,53 +118,33 @@ _SALE_SIGN = {"ORDER_PLACED": 1, "ORDER_CANCELLED": -1}
 
 
 class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
-    """Per store: days of cover of its SKUs; supplier events (the engine's key) pass through.
-
-    A SKU's tracker idle for ``idle_days`` (no sale, snapshot or forecast; event time, the
-    store's newest day) is dropped once a day: a discontinued pair's state does not stay
-    forever, and one that moves again starts afresh (its stock unknown until a snapshot).
-    """
+    """One shard of stores (a :class:`~processors.supply_impact.StoreCover` each); supplier
+    events and dead letters (the engine's key) pass through. The snapshot is
+    ``{store: {sku: CoverTracker}}``."""
 
     def __init__(self, alpha: float, resume: bytes | None, idle_days: float = 56.0) -> None:
         self.alpha = alpha
         self.idle_days = int(idle_days)
-        self.trackers: dict[str, CoverTracker] = pickle.loads(resume) if resume else {}
-        # The store's newest UTC day: derived from the trackers, so the snapshot is unchanged.
-        self.newest = max((tr.day for tr in self.trackers.values()), default=-1)
+        stored: dict[str, dict[str, CoverTracker]] = pickle.loads(resume) if resume else {}
+        self.stores = {store: StoreCover(trackers) for store, trackers in stored.items()}
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
-        if values and not isinstance(values[0], list):  # the engine's key: no state here
+        if values and not isinstance(values[0], StoreMoves):  # the engine's key: no state
             return values, op.StatefulBatchLogic.DISCARD
-        covers: list[tuple[str, Cover]] = []
-        for moves in values:
-            for kind, sku, units, t in moves:
-                tr = self.trackers.get(sku)
-                if tr is None:
-                    tr = self.trackers[sku] = CoverTracker(alpha=self.alpha)
-                cover: Cover | None
-                if kind == "snap":
-                    cover = tr.on_snapshot(units, t)
-                elif kind == "forecast":
-                    cover = tr.on_forecast(units, t)
-                else:
-                    cover = tr.on_sale(units, t)
-                if cover is not None:
-                    covers.append((sku, cover))
-                if tr.day > self.newest:
-                    self.newest = tr.day
-                    self._evict()
-        return ([covers] if covers else []), op.StatefulBatchLogic.RETAIN
-
-    def _evict(self) -> None:
-        if self.idle_days <= 0:
-            return
-        oldest = self.newest - self.idle_days
-        stale = [sku for sku, tr in self.trackers.items() if tr.day < oldest]
-        for sku in stale:
-            del self.trackers[sku]
+        per_store: dict[str, list[tuple[str, Cover]]] = {}
+        for item in values:
+            cover = self.stores.get(item.store)
+            if cover is None:
+                cover = self.stores[item.store] = StoreCover({})
+            got = cover.apply(item.moves, self.alpha, self.idle_days)
+            if got:
+                per_store.setdefault(item.store, []).extend(got)
+        out = [("covers", store, covers) for store, covers in per_store.items()]
+        return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.trackers, protocol=pickle.HIGHEST_PROTOCOL)
+        stored = {store: c.trackers for store, c in self.stores.items()}
+        return pickle.dumps(stored, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class _EngineLogic(SequencedLogic[SupplyEngine]):
@@ -236,38 +237,51 @@ def _cover_event(store: str, sku: str, cover: Cover) -> Event:
                  zlib.crc32(f"{store}\x1f{sku}".encode()))  # fmt: skip
 
 
-def _to_engine(kv: tuple[str, Any]) -> tuple[str, Any]:
-    key, item = kv
-    if key == _KEY:
-        return kv
-    return (_KEY, ("covers", key.removeprefix("store:"), item))
+_COVER_STEP = "supply_cover"
+
+
+class _ToEngine:
+    """Everything leaving ``supply_cover`` goes to the engine's key."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __call__(self, kv: tuple[str, Any]) -> tuple[str, Any]:
+        return (self.key, kv[1])
 
 
 _FORECAST_DAYS = 7  # days of cover compare with delays of days to weeks: next week's mean
 
 
-def _forecast_moves(write: RedisWrite) -> list[tuple[str, list[tuple[str, str, float, int]]]]:
-    """A demand forecast of one SKU x store -> a cover move for that store's state.
+class _ForecastMoves:
+    """A demand forecast of one SKU x store -> a cover move for that store's shard.
 
     >>> from processors.writes import HashWrite
     >>> w = HashWrite("forecast", "sku_store:SK-1:ST2", {"mean": "[1.0, 2.0, 3.0]"}, 86_400_000)
-    >>> _forecast_moves(w)
-    [('store:ST2', [('forecast', 'SK-1', 2.0, 86400000)])]
+    >>> shards = Shards(2)
+    >>> [(k == shards.key_of("supply_cover", "ST2"), m) for k, m in _ForecastMoves(shards)(w)]
+    [(True, StoreMoves(store='ST2', moves=[('forecast', 'SK-1', 2.0, 86400000)]))]
     """
-    if not (
-        isinstance(write, HashWrite)
-        and write.kind == "forecast"
-        and write.entity.startswith("sku_store:")
-    ):
-        return []
-    sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
-    try:
-        mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
-    except (KeyError, ValueError):
-        return []
-    if not mean:
-        return []
-    return [(f"store:{store}", [("forecast", sku, sum(mean) / len(mean), write.version)])]
+
+    def __init__(self, shards: Shards) -> None:
+        self.shards = shards
+
+    def __call__(self, write: RedisWrite) -> list[tuple[str, StoreMoves]]:
+        if not (
+            isinstance(write, HashWrite)
+            and write.kind == "forecast"
+            and write.entity.startswith("sku_store:")
+        ):
+            return []
+        sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
+        try:
+            mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
+        except (KeyError, ValueError):
+            return []
+        if not mean:
+            return []
+        move = ("forecast", sku, sum(mean) / len(mean), write.version)
+        return [(self.shards.key_of(_COVER_STEP, store), StoreMoves(store, [move]))]
 
 
 class ForecastSource(Protocol):
@@ -302,14 +316,16 @@ class SupplyFlow:
     def build(self, events: Stream[Event], settings: Settings) -> Stream[RedisWrite]:
         s = self.settings
         failures = process_failures(self.name, settings)
-        routed = op.flat_map_batch("supply_route", events, _Router(failures, self.fault))
+        shards = Shards(settings.run.shards)
+        routed = op.flat_map_batch("supply_route", events, _Router(shards, failures, self.fault))
         if self.forecasts is not None and self.forecasts.output is not None:
-            forecasts = op.flat_map("supply_forecasts", self.forecasts.output, _forecast_moves)
+            moves = _ForecastMoves(shards)
+            forecasts = op.flat_map("supply_forecasts", self.forecasts.output, moves)
             routed = op.merge("supply_with_forecasts", routed, forecasts)
         covered = op.stateful_batch(
-            "supply_cover", routed, lambda r: _CoverLogic(s.demand_alpha, r, s.cover_idle_days)
+            _COVER_STEP, routed, lambda r: _CoverLogic(s.demand_alpha, r, s.cover_idle_days)
         )
-        to_engine = op.map("supply_to_engine", covered, _to_engine)
+        to_engine = op.map("supply_to_engine", covered, _ToEngine(engine_key(shards)))
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
         state = op.stateful_batch(
