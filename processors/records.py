@@ -43,6 +43,13 @@ class Event:
     partition: int
     offset: int
 
+    def __reduce__(self) -> tuple[type[Event], tuple[Any, ...]]:
+        # Events cross between worker processes pickled (twice per hop, by Bytewax): the
+        # default for a slotted dataclass calls dataclasses.fields() per instance, ~3x the
+        # cost of rebuilding from the field values (benchmarks/results/e2e.json, cluster).
+        return (Event, (self.family, self.key, self.value, self.event_time, self.schema_id,
+                        self.topic, self.partition, self.offset))  # fmt: skip
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:

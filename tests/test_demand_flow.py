@@ -55,7 +55,7 @@ def latest(writes, kind):
 
 def test_step_ids_are_prefixed_and_stable():
     ids = helpers.built_step_ids([DemandFlow(CFG)])
-    assert {"demand_relevant", "demand_key", "demand_engine", "demand_unkey"} <= ids
+    assert {"demand_key", "demand_engine", "demand_publish", "demand_unkey"} <= ids
 
 
 def test_forecasts_for_every_series_and_level_are_coherent(sim_messages):

@@ -57,9 +57,16 @@ def test_each_worker_gets_an_equal_share_of_every_sharded_step(workers: int):
 
 
 def test_engines_run_apart_and_entities_map_stably():
+    from streams.flows import customers, demand, supply
+
     shards = Shards(12)
-    engines = [shards.engine_key(n, s) for n, s in (("demand", 0), ("customers", 1))]
-    assert len({worker_of(k, 2) for k in engines}) == 2
+    slots = {"demand": demand.ENGINE_SLOT, "supply": supply._ENGINE_SLOT,
+             "customers": customers.ENGINE_SLOT}  # fmt: skip
+    where = {w: {n: worker_of(shards.engine_key(n, s), w) for n, s in slots.items()}
+             for w in (2, 3, 6)}  # fmt: skip
+    # Two workers: the heaviest engine (demand) alone, supply and customers together.
+    assert where[2]["demand"] != where[2]["supply"] == where[2]["customers"]
+    assert len(set(where[3].values())) == len(set(where[6].values())) == 3
     # crc32, not the salted hash(): the same shard in every process and run.
     assert shards.shard_of("ST001") == 6 and shards.shard_of("C000123") == 4
     assert len(set(shards.keys("supply_cover"))) == 12

@@ -117,7 +117,7 @@ def test_bad_supplier_record_is_counted_not_fatal():
     from processors.records import Event
 
     broken = Event("supplier", "k", {"event_id": "x"}, 1, 0, "t", 0, 0)  # no po_id
-    out, _ = logic.on_batch([broken])
+    out, _ = logic.on_batch([[broken]])  # a packet, as _route sends it
     assert logic.engine.errors == 1 and list(out) == []
     restored = _EngineLogic(SupplySettings(), logic.snapshot())
     assert restored.engine.errors == 1

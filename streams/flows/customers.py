@@ -1,7 +1,7 @@
 """Customer flow: live profiles, churn risk with delayed labels, BG/NBD and CLV -> Redis.
 
-    events --customers_only_mine--> orders | clickstream | catalog
-           --customers_key--> one key (placed: processors/shards.py): one global churn
+    events --customers_key--> orders | clickstream | catalog, one packet per batch, to one
+                              key (placed: processors/shards.py): one global churn
                               model (docs/customers.md)
            --customers_book--> Sequencer (event-time order, docs/event-time.md), then
                                CustomerBook (profiles, labels, models), writes collapsed
@@ -38,7 +38,7 @@ from processors.shards import Shards
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import SequencedLogic, guarded
+from streams.flows.sequenced import Packer, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "churn_report"]
@@ -46,7 +46,8 @@ __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "
 log = logging.getLogger(__name__)
 
 
-_FAMILIES = ("orders", "clickstream", "catalog")
+_FAMILIES = frozenset({"orders", "clickstream", "catalog"})
+ENGINE_SLOT = 5
 
 
 def new_state(cfg: CustomerSettings, partitions: InputPartitions | None) -> Sequenced[CustomerBook]:
@@ -139,12 +140,12 @@ class CustomerFlow:
         failures = process_failures(self.name, settings)
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
-        mine = op.filter("customers_only_mine", events, lambda e: e.family in _FAMILIES)
-        # One key (one global churn model, docs/customers.md), placed in slot 1 (demand 0,
-        # supply 2): the flows' engines then run on different workers when there are
-        # several (processors/shards.py, docs/scaling.md).
-        key = Shards(settings.run.shards).engine_key("customers", slot=1)
-        keyed = op.key_on("customers_key", mine, lambda _e: key)
+        # One key (one global churn model, docs/customers.md), placed in slot 5 (demand 0,
+        # supply 1): with two workers it shares one with the lighter supply engine, with
+        # 3, 6 or 12 it has its own (processors/shards.py, docs/scaling.md).
+        key = Shards(settings.run.shards).engine_key("customers", slot=ENGINE_SLOT)
+        # One packet of this flow's events per batch (streams/flows/sequenced.py).
+        keyed = op.flat_map_batch("customers_key", events, Packer(key, _FAMILIES))
         books = op.stateful_batch(
             "customers_book",
             keyed,

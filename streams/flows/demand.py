@@ -1,6 +1,6 @@
 """The demand forecasting flow: orders -> closed days -> online model -> coherent forecasts.
 
-    events --demand_relevant--demand_key--demand_engine (one keyed state: a Sequencer
+    events --demand_key (packets)--demand_engine (one keyed state: a Sequencer
            putting events in event-time order (docs/event-time.md), then the engine)
            --demand_split_errors--+--demand_split_blocks--+--demand_unkey-----------------+
                                   |                       +--demand_block_key--demand_publish
@@ -35,12 +35,13 @@ from processors.shards import Shards
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import Out, SequencedLogic, guarded
+from streams.flows.sequenced import Out, Packer, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["DemandEngine", "DemandFlow", "DemandSettings", "demand_report"]
 
 NAME = "demand"
+ENGINE_SLOT = 0  # processors/shards.py: the engines' slots are 0, 1, 5 (see docs/scaling.md)
 
 
 class DemandFlow:
@@ -68,12 +69,12 @@ class DemandFlow:
 
         parts = self.input_partitions
         idle_s = IDLE_RELEASE_S if parts is not None and parts.live else None
-        relevant = op.filter(f"{NAME}_relevant", events, lambda e: e.family in _FAMILIES)
-        # Its own placed key (slot 0; customers 1, supply 2): the flows' engines then run on
+        # Its own placed key (slot 0; supply 1, customers 5): the flows' engines then run on
         # different workers when there are several (processors/shards.py, docs/scaling.md).
         shards = Shards(settings.run.shards)
-        engine_key = shards.engine_key(NAME, slot=0)
-        keyed = op.key_on(f"{NAME}_key", relevant, lambda _e: engine_key)
+        engine_key = shards.engine_key(NAME, slot=ENGINE_SLOT)
+        # One packet of the relevant events per batch (streams/flows/sequenced.py).
+        keyed = op.flat_map_batch(f"{NAME}_key", events, Packer(engine_key, _FAMILIES))
         out = op.stateful_batch(
             f"{NAME}_engine",
             keyed,

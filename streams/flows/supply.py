@@ -1,6 +1,6 @@
 """The supply flow: purchase orders -> lead times, supplier risk, disruption alerts -> Redis.
 
-    events --supply_route--+-- supplier events (the engine's key) ------------------+
+    events --supply_route--+-- supplier events (a packet per batch, the engine's key) +
                            +-- order lines, snapshots (a store's shard key) --------+
     demand forecasts --supply_forecasts (a store's shard key) ----------------------+
                  --supply_cover (days of cover per store, run.shards keys; supplier
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 # -- Bytewax wiring -------------------------------------------------------------------------
-_ENGINE_SLOT = 2  # placed apart from demand's (0) and customers' (1) engines
+_ENGINE_SLOT = 1  # placed apart from demand's (0) and customers' (5) engines
 
 
 def engine_key(shards: Shards) -> str:
@@ -57,10 +57,11 @@ def engine_key(shards: Shards) -> str:
 
 
 class _Router:
-    """One call per batch: supplier events to the engine's key, stock moves grouped per
-    store (one item per store and batch, so orders cost one loop step each, not an
-    operator hop per line). An event that cannot be routed goes, as a dead letter, to the
-    engine's key, which passes it on to ``supply_errors``."""
+    """One call per batch: supplier events to the engine's key in one packet, stock moves
+    grouped per store (one item per store and batch: an item that crosses to another
+    process is pickled on its own, docs/scaling.md). An event that cannot be routed goes,
+    as a dead letter in the packet, to the engine's key, which passes it on to
+    ``supply_errors``."""
 
     def __init__(
         self,
@@ -84,14 +85,14 @@ def _route(
     failures: EventDeadLetters,
     fault: Callable[[Event], None] | None,
 ) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
+    packet: list[Event | DeadLetter] = []
     per_store: dict[str, list[tuple[str, str, float, int]]] = {}
     for e in batch:
         try:
             if fault is not None:
                 fault(e)
             if e.family == "supplier":
-                out.append((key, e))
+                packet.append(e)
                 continue
             v = e.value
             if e.family == "inventory":
@@ -106,7 +107,8 @@ def _route(
                 continue
             per_store.setdefault(v["store_id"], []).extend(moves)
         except Exception as exc:  # a malformed record must not stop the flow
-            out.append((key, failures.dead_letter(e, exc)))
+            packet.append(failures.dead_letter(e, exc))
+    out: list[tuple[str, Any]] = [(key, packet)] if packet else []
     out.extend(
         (shards.key_of(_COVER_STEP, store), StoreMoves(store, moves))
         for store, moves in per_store.items()
@@ -175,11 +177,13 @@ class _EngineLogic(SequencedLogic[SupplyEngine]):
         out: Out = []
         events: list[Event] = []
         for item in values:
-            if isinstance(item, Event):
-                events.append(item)
-            elif isinstance(item, DeadLetter):  # from _route: on to supply_errors
-                self.engine.errors += 1
-                out.append(item)
+            if isinstance(item, list):  # a packet from _route
+                for x in item:
+                    if isinstance(x, Event):
+                        events.append(x)
+                    else:  # a dead letter from _route: on to supply_errors
+                        self.engine.errors += 1
+                        out.append(x)
             else:
                 _, store, covers = item
                 for sku, cover in covers:
@@ -254,34 +258,41 @@ _FORECAST_DAYS = 7  # days of cover compare with delays of days to weeks: next w
 
 
 class _ForecastMoves:
-    """A demand forecast of one SKU x store -> a cover move for that store's shard.
+    """A batch of demand writes -> the SKU x store forecasts' cover moves, one item per
+    store (its shard's key), in the order of the batch.
 
     >>> from processors.writes import HashWrite
-    >>> w = HashWrite("forecast", "sku_store:SK-1:ST2", {"mean": "[1.0, 2.0, 3.0]"}, 86_400_000)
+    >>> def w(sku, store, mean):
+    ...     return HashWrite("forecast", f"sku_store:{sku}:{store}", {"mean": mean}, 86_400_000)
     >>> shards = Shards(2)
-    >>> [(k == shards.key_of("supply_cover", "ST2"), m) for k, m in _ForecastMoves(shards)(w)]
-    [(True, StoreMoves(store='ST2', moves=[('forecast', 'SK-1', 2.0, 86400000)]))]
+    >>> got = _ForecastMoves(shards)([w("SK-1", "ST2", "[1.0,2.0,3.0]"), w("SK-2", "ST2", "[4]")])
+    >>> [(k == shards.key_of("supply_cover", "ST2"), m) for k, m in got]
+    [(True, StoreMoves(store='ST2', moves=[('forecast', 'SK-1', 2.0, 86400000), \
+('forecast', 'SK-2', 4.0, 86400000)]))]
     """
 
     def __init__(self, shards: Shards) -> None:
         self.shards = shards
 
-    def __call__(self, write: RedisWrite) -> list[tuple[str, StoreMoves]]:
-        if not (
-            isinstance(write, HashWrite)
-            and write.kind == "forecast"
-            and write.entity.startswith("sku_store:")
-        ):
-            return []
-        sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
-        try:
-            mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
-        except (KeyError, ValueError):
-            return []
-        if not mean:
-            return []
-        move = ("forecast", sku, sum(mean) / len(mean), write.version)
-        return [(self.shards.key_of(_COVER_STEP, store), StoreMoves(store, [move]))]
+    def __call__(self, writes: list[RedisWrite]) -> list[tuple[str, StoreMoves]]:
+        per_store: dict[str, list[tuple[str, str, float, int]]] = {}
+        for write in writes:
+            if not (
+                isinstance(write, HashWrite)
+                and write.kind == "forecast"
+                and write.entity.startswith("sku_store:")
+            ):
+                continue
+            sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
+            try:
+                mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
+            except (KeyError, ValueError):
+                continue
+            if mean:
+                move = ("forecast", sku, sum(mean) / len(mean), write.version)
+                per_store.setdefault(store, []).append(move)
+        key_of = self.shards.key_of
+        return [(key_of(_COVER_STEP, st), StoreMoves(st, m)) for st, m in per_store.items()]
 
 
 class ForecastSource(Protocol):
@@ -320,7 +331,7 @@ class SupplyFlow:
         routed = op.flat_map_batch("supply_route", events, _Router(shards, failures, self.fault))
         if self.forecasts is not None and self.forecasts.output is not None:
             moves = _ForecastMoves(shards)
-            forecasts = op.flat_map("supply_forecasts", self.forecasts.output, moves)
+            forecasts = op.flat_map_batch("supply_forecasts", self.forecasts.output, moves)
             routed = op.merge("supply_with_forecasts", routed, forecasts)
         covered = op.stateful_batch(
             _COVER_STEP, routed, lambda r: _CoverLogic(s.demand_alpha, r, s.cover_idle_days)
