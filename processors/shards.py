@@ -97,7 +97,8 @@ class Shards:
 
     # The key layout of sharded and engine states: bump when it changes, so a recovery
     # store written with the old keys is refused instead of silently starting afresh.
-    # 2: engine slots demand 0, supply 1, customers 5 (were 0, 2, 1).
+    # 2: engine slots demand 0, supply 1, customers 5 (were 0, 2, 1), and the Kafka input
+    # partitions keyed "<topic>/<partition>" (streams/kafka_source.py).
     STATE_VERSION = 2
 
     __slots__ = ("n",)

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSource
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -37,6 +36,7 @@ from processors.writes import RedisWrite, ingest_writes
 from streams.decode import BatchDecoder, Deduplicator
 from streams.errors import ConfigError
 from streams.kafka_io import DeadLetterSink
+from streams.kafka_source import BalancedKafkaSource
 from streams.registry import SchemaResolver
 from streams.settings import KafkaSettings, Settings
 
@@ -198,7 +198,7 @@ def build_flow(
     topic_families = {topic: family for family, topic in settings.topics.input_topics().items()}
     if source is None:
         wait_for_topics(settings.kafka, list(topic_families))
-        source = KafkaSource(
+        source = BalancedKafkaSource(
             brokers=[settings.kafka.bootstrap_servers],
             topics=list(topic_families),
             tail=tail,
@@ -208,8 +208,13 @@ def build_flow(
             # fetch.wait.max.ms 50 (librdkafka: 500): a live fetch on a quiet partition
             # returns within 50 ms, not half a second (bench_e2e live: p50 173 -> 62 ms
             # to Redis); settings.kafka.client still overrides it.
+            # statistics.interval.ms 0 (Bytewax: 1000): each partition's consumer would parse
+            # librdkafka's statistics JSON every second for Bytewax's lag gauges, which we do
+            # not export (~4 us per event with 36 partitions, bench_e2e); settings.kafka.client
+            # can turn it back on.
             add_config={
                 "fetch.wait.max.ms": "50",
+                "statistics.interval.ms": "0",
                 **settings.kafka.client,
                 "auto.offset.reset": "earliest",
             },
