@@ -3,10 +3,10 @@
     python -m benchmarks.bench_e2e [--quick] [--days N] [--skip-profile] [--skip-live]
                                    [--only PART,...] [--live-rate R] [--fetch-wait-ms MS]
 
-Starts the embedded Kafka (Tansu) and Redis (Valkey), creates the topics (3 partitions
-each), preloads a fixed simulated mix (seed 11), then, each measured run in its own
-process (benchmarks/e2e_worker.py) with its own Redis key prefix so no run sees another's
-state:
+Starts the embedded Kafka (Tansu) and Redis (Valkey), creates the topics (``--partitions``
+each, default 6: a multiple of 1, 2 and 3 processes, docs/scaling.md), preloads a fixed
+simulated mix (seed 11), then, each measured run in its own process
+(benchmarks/e2e_worker.py) with its own Redis key prefix so no run sees another's state:
 
 a) ``bounded``: ``streams.runner.run(settings, live=False)``, every flow, one worker;
 b) ``profile``: the same under cProfile, attributed to stages (benchmarks/e2e_profile.py);
@@ -130,7 +130,7 @@ def _cluster(base: dict[str, Any], tmp: Path, n: int, processes: int) -> dict[st
         "sink_batches_per_process": [p["sink_batches"] for p in parts],
         "sink_commands_per_process": [p["sink_commands"] for p in parts],
         "peak_rss_mb_per_process": [round(p["peak_rss_mb"]) for p in parts],
-        "worker_thread_cpu_s_per_process": [round(p["worker_thread_cpu_s"], 2) for p in parts],
+        "thread_cpu_s_per_process": [p["thread_cpu_s"] for p in parts],
         "stage_cpu_s_per_process": [
             {k: round(v, 3) for k, v in p["stage_cpu_s"].items()} for p in parts
         ],
@@ -202,11 +202,11 @@ def _compare(url: str, a: str, b: str) -> dict[str, Any]:
     """Did the Bytewax run and the plain loop leave the same Redis state? (Same work.)"""
     import redis
 
-    from benchmarks.e2e_resp import _dump
+    from tests.helpers import redis_state
 
     client = redis.Redis.from_url(url)
     try:
-        da, db = _dump(client, a), _dump(client, b)
+        da, db = redis_state(client, a), redis_state(client, b)
     finally:
         client.close()
     differing = sorted(k for k in da.keys() | db.keys() if da.get(k) != db.get(k))
@@ -275,6 +275,9 @@ def main() -> None:
     parser.add_argument(
         "--fetch-wait-ms", type=int, default=50, help="the tuned live run's fetch.wait.max.ms"
     )
+    parser.add_argument(
+        "--partitions", type=int, default=6, help="partitions per topic (default 6)"
+    )
     parser.add_argument("--out", default="e2e", help="result name (benchmarks/results/NAME.json)")
     args = parser.parse_args()
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
@@ -289,7 +292,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "days": days,
         "seed": 11,
-        "partitions": 3,
+        "partitions": args.partitions,
         "cores": os.cpu_count(),
         "parts": sorted(parts),
     }
@@ -303,7 +306,7 @@ def main() -> None:
         base: dict[str, Any] = {
             "kafka": {"bootstrap_servers": kafka.info.address},
             "redis": {"url": redis_server.info.address, "key_prefix": "e2e"},
-            "topics": {"partitions": 3},
+            "topics": {"partitions": args.partitions},
         }
         settings = load_settings(env={}, overrides=base, use_embedded=False)
         create_topics(settings.kafka, settings.topics)

@@ -40,12 +40,12 @@ from typing import Any
 
 from benchmarks.bench_churn import to_event
 from benchmarks.common import peak_rss_mb, write_result
+from benchmarks.supply_steps import CoverSteps
 from processors.customer_book import CustomerBook, CustomerSettings
 from processors.customer_profile import DAY_MS
 from processors.demand_engine import DemandEngine, DemandSettings
 from processors.records import Event
 from processors.supply_engine import SupplyEngine, SupplySettings
-from streams.flows.supply import _CoverLogic, _route
 from streams.simulator import SimulationConfig, Simulator
 from streams.simulator.events import day_ms
 
@@ -76,13 +76,6 @@ def attribute_sizes(obj: Any) -> dict[str, dict[str, int]]:
             entry["len"] = len(value)
         out[name] = entry
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["bytes"])[:10])
-
-
-class _NoFailures:
-    """_route's dead-letter hook; simulated events are all valid."""
-
-    def dead_letter(self, e: Event, exc: Exception) -> Any:
-        raise exc
 
 
 class Turnover:
@@ -134,7 +127,7 @@ class Feeder:
             self.demand = DemandEngine(d)
         elif engine == "supply":
             self.supply = SupplyEngine(s)
-            self.covers: dict[str, _CoverLogic] = {}
+            self.covers = CoverSteps(s.demand_alpha, s.cover_idle_days)
         elif engine == "customers":
             self.book = CustomerBook(CustomerSettings())
             self.last_order: dict[str, int] = {}  # the benchmark's own count, not state
@@ -151,18 +144,11 @@ class Feeder:
             self.now = max(self.now, e.event_time)
         elif self.name == "supply" and e.family in ("supplier", "orders", "inventory"):
             self.n += 1
-            for key, item in _route([e], _NoFailures(), None):  # type: ignore[arg-type]
-                if key.startswith("store:"):
-                    logic = self.covers.get(key)
-                    if logic is None:
-                        logic = self.covers[key] = _CoverLogic(
-                            self.supply.s.demand_alpha, None, self.supply.s.cover_idle_days
-                        )
-                    for covers in logic.on_batch([item])[0]:
-                        for sku, cover in covers:
-                            self.supply.on_cover(sku, key.removeprefix("store:"), cover)
-                else:
-                    self.supply.on_supplier(item.value, item.event_time)
+            supplier, covers = self.covers([e])
+            for store, sku, cover in covers:
+                self.supply.on_cover(sku, store, cover)
+            for item in supplier:
+                self.supply.on_supplier(item.value, item.event_time)
             if self.n % 500 == 0:  # the flow flushes once per batch
                 self.supply.flush()
 
@@ -188,9 +174,9 @@ class Feeder:
                 extra["bytes_per_series"] = round(blob / series)
         elif self.name == "supply":
             eng = self.supply
-            stores_blob = sum(len(lg.snapshot()) for lg in self.covers.values())
+            stores_blob = self.covers.state_bytes()
             suppliers = len(eng.detector.watches)
-            trackers = sum(len(lg.trackers) for lg in self.covers.values())
+            trackers = self.covers.trackers()
             extra = {"suppliers": suppliers, "open_pos": len(eng.book.open),
                      "cover_state_bytes": stores_blob, "cover_trackers": trackers}  # fmt: skip
             blob = len(pickle.dumps(eng, protocol=_PROTO))

@@ -21,16 +21,11 @@ from datetime import date
 from typing import Any
 
 from benchmarks.common import peak_rss_mb, write_result
+from benchmarks.supply_steps import CoverSteps
 from processors.purchase_orders import DAY_MS
 from processors.records import Event
 from processors.writes import StreamAdd
-from streams.flows.supply import (
-    SupplyEngine,
-    SupplySettings,
-    _CoverLogic,
-    _route,
-    detection_scores,
-)
+from streams.flows.supply import SupplyEngine, SupplySettings, detection_scores
 from streams.simulator import SimulationConfig, Simulator
 from streams.simulator.events import day_ms
 
@@ -41,7 +36,7 @@ def run_engine(
     """(engine, alert fields in order, truth episodes, timings) for one simulation."""
     sim = Simulator(cfg)
     engine = SupplyEngine(settings)
-    stores: dict[str, _CoverLogic] = {}
+    steps = CoverSteps(settings.demand_alpha, settings.cover_idle_days)
     alerts: list[dict[str, Any]] = []
     n_sup = n_stock = 0
     busy = 0.0
@@ -56,13 +51,8 @@ def run_engine(
             writes = engine.on_supplier(ev.value, ev.event_time)
         else:
             n_stock += 1
-            for key, moves in _route([e]):
-                logic = stores.get(key)
-                if logic is None:
-                    logic = stores[key] = _CoverLogic(settings.demand_alpha, None)
-                for covers in logic.on_batch([moves])[0]:
-                    for sku, cover in covers:
-                        engine.on_cover(sku, key.removeprefix("store:"), cover)
+            for store, sku, cover in steps([e])[1]:
+                engine.on_cover(sku, store, cover)
         if (n_sup + n_stock) % 500 == 0:  # the flow flushes once per batch
             writes.extend(engine.flush())
         busy += time.perf_counter() - t0

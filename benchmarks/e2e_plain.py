@@ -6,7 +6,7 @@ the very objects the dataflow's steps call, in the same order:
 
     BatchDecoder (decode + validate) -> summarize / accumulate / ingest_writes
     -> Deduplicator -> demand _EngineLogic
-    -> supply _Router / _CoverLogic (per store key) / _EngineLogic
+    -> supply _Router / _CoverLogic (per shard key) / _EngineLogic
     -> customers _BookLogic -> RedisWriter.write (one pipelined batch) ; dead letters -> Kafka
     and at the end of input each stateful step's ``on_eof`` (the event-time sequencers flush)
 
@@ -29,6 +29,7 @@ from infra.redis_sink import RedisWriter
 from processors.demand_engine import _FAMILIES as DEMAND_FAMILIES
 from processors.ingest import IngestTotals, accumulate, summarize
 from processors.records import DeadLetter, Event
+from processors.shards import Shards
 from processors.writes import RedisWrite, ingest_writes
 from streams.dataflow import InputPartitions, input_partitions
 from streams.decode import BatchDecoder, Deduplicator, EventDeadLetters, process_failures
@@ -36,7 +37,7 @@ from streams.flows import customers as customers_flow
 from streams.flows import demand as demand_flow
 from streams.flows.customers import _BookLogic
 from streams.flows.demand import _EngineLogic as DemandLogic
-from streams.flows.supply import _CoverLogic, _forecast_moves, _Router, _to_engine
+from streams.flows.supply import _CoverLogic, _ForecastMoves, _Router
 from streams.flows.supply import _EngineLogic as SupplyLogic
 from streams.kafka_io import ConfirmingProducer, producer_config
 from streams.registry import SchemaCatalog, SchemaResolver, build_resolver
@@ -97,7 +98,9 @@ class _Supply:
     def __init__(
         self, settings: Settings, failures: EventDeadLetters, parts: InputPartitions | None
     ) -> None:
-        self.router = _Router(failures)
+        shards = Shards(settings.run.shards)
+        self.router = _Router(shards, failures)
+        self.forecast_moves = _ForecastMoves(shards)
         self.alpha = settings.supply.demand_alpha
         self.covers: dict[str, _CoverLogic] = {}
         self.engine = SupplyLogic(settings.supply, None, failures, parts)
@@ -110,8 +113,7 @@ class _Supply:
 
     def __call__(self, events: list[Event], demand_writes: list[RedisWrite]) -> list[Any]:
         routed = self.router(events) if events else []
-        for w in demand_writes:
-            routed.extend(_forecast_moves(w))
+        routed.extend(self.forecast_moves(demand_writes))
         grouped: dict[str, list[Any]] = {}
         for key, item in routed:
             grouped.setdefault(key, []).append(item)
@@ -121,7 +123,7 @@ class _Supply:
             if logic is None:
                 logic = self.covers[key] = _CoverLogic(self.alpha, None)
             out, _ = logic.on_batch(values)
-            to_engine.extend(_to_engine((key, v))[1] for v in out)
+            to_engine.extend(out)  # all of it to the engine's one key
         if not to_engine:
             return []
         out, _ = self.engine.on_batch(to_engine)
@@ -179,10 +181,10 @@ class FlowSteps:
         events = [x for x in checked if isinstance(x, Event)]
         dead += [x for x in checked if not isinstance(x, Event)]
         relevant = [e for e in events if e.family in DEMAND_FAMILIES]
-        d_writes, d_dead = _split(timer("demand", self.demand.on_batch, relevant)[0])
+        d_writes, d_dead = _split(timer("demand", self.demand.on_batch, [relevant])[0])
         s_writes, s_dead = _split(timer("supply", self.supply, events, d_writes))
         mine = [e for e in events if e.family in ("orders", "clickstream", "catalog")]
-        c_writes, c_dead = _split(timer("customers", self.customers.on_batch, mine)[0])
+        c_writes, c_dead = _split(timer("customers", self.customers.on_batch, [mine])[0])
         return writes + d_writes + s_writes + c_writes, dead + d_dead + s_dead + c_dead
 
     def eof(self) -> tuple[list[RedisWrite], list[DeadLetter]]:

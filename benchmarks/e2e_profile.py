@@ -26,16 +26,20 @@ STAGE_FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
         ("processors/ingest.py", "accumulate"),
         ("processors/writes.py", "ingest_writes"),
     ),
-    "demand": (("streams/flows/demand.py", "on_batch"), ("streams/flows/demand.py", "on_eof")),
+    # The demand and customer engines' on_batch is SequencedLogic's (sequenced.py, shared):
+    # their own work is _apply; the sequencer's push is left in framework_rest.
+    "demand": (
+        ("streams/flows/demand.py", "on_batch"),
+        ("streams/flows/demand.py", "_apply"),
+        ("streams/flows/demand.py", "on_eof"),
+    ),
     "supply": (
         ("streams/flows/supply.py", "__call__"),
         ("streams/flows/supply.py", "on_batch"),
         ("streams/flows/supply.py", "on_eof"),
-        ("streams/flows/supply.py", "_forecast_moves"),
-        ("streams/flows/supply.py", "_to_engine"),
     ),
     "customers": (
-        ("streams/flows/customers.py", "on_batch"),
+        ("streams/flows/customers.py", "_apply"),
         ("streams/flows/customers.py", "on_eof"),
     ),
     "redis_write": (("infra/redis_sink.py", "write_batch"),),

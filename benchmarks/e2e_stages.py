@@ -3,11 +3,11 @@
 cProfile charges its own overhead to every Python call, so code with many small calls
 (redis-py's encoder, validation) looks far costlier than it is. Instead, the Python entry
 points Bytewax calls for each stage are wrapped, before the flow is built, with a
-``time.thread_time`` timer: a few calls per batch (two per item for ``_forecast_moves`` and
-``_to_engine``), so the run is measured almost as it is. The same stage names as the plain
-loop (benchmarks/e2e_plain.py) make the two directly comparable; whatever the worker
-thread spends outside them is framework (Timely/Rust, per-item lambdas of filter / key_on
-/ branch / key_rm, routing, batching).
+``time.thread_time`` timer: a few calls per batch (two per item for the supply flow's
+forecast moves and re-keying), so the run is measured almost as it is. The same stage
+names as the plain loop (benchmarks/e2e_plain.py) make the two directly comparable;
+whatever the worker thread spends outside them is framework (Timely/Rust, per-item
+lambdas of filter / key_on / branch / key_rm, routing, batching).
 """
 
 from __future__ import annotations
@@ -62,11 +62,12 @@ class StageTimers:
             self._patch("ingest", dataflow, name)  # looked up when the flow is built
         self._patch("dedup", decode.Deduplicator, "__call__")
         self._patch("demand", demand._EngineLogic, "on_batch")
+        self._patch("demand", demand._RenderLogic, "on_batch")  # the shards' rendering
         self._patch("supply", supply._Router, "__call__")
         self._patch("supply", supply._CoverLogic, "on_batch")
         self._patch("supply", supply._EngineLogic, "on_batch")
-        self._patch("supply", supply, "_forecast_moves")
-        self._patch("supply", supply, "_to_engine")
+        self._patch("supply", supply._ForecastMoves, "__call__")
+        self._patch("supply", supply._ToEngine, "__call__")
         self._patch("customers", customers._BookLogic, "on_batch")
         # End of input: the event-time sequencers release what they still hold.
         self._patch("demand", demand._EngineLogic, "on_eof")

@@ -50,6 +50,48 @@ def _cluster(settings: Settings, process_id: int, addresses: list[str]) -> None:
     )
 
 
+class _ThreadCpu:
+    """CPU seconds per thread name (Linux ``/proc/self/task``), sampled every 0.2 s so that
+    threads that end before the run does (a cluster's workers) are counted too: which of
+    Python's worker, Timely's network threads and librdkafka's spend the process CPU."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._last: dict[str, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                raw = Path(f"/proc/self/task/{tid}/stat").read_text()
+            except OSError:
+                continue
+            name = raw[raw.index("(") + 1 : raw.rindex(")")]
+            fields = raw[raw.rindex(")") + 2 :].split()
+            self._last[tid] = (name, (int(fields[11]) + int(fields[12])) / self._tick)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def start(self) -> None:
+        self._sample()
+        self._start = dict(self._last)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._sample()
+        by_name: dict[str, float] = {}
+        for tid, (name, cpu) in self._last.items():
+            before = self._start.get(tid, (name, 0.0))[1]
+            by_name[name] = by_name.get(name, 0.0) + cpu - before
+        return {k: round(v, 2) for k, v in sorted(by_name.items(), key=lambda kv: -kv[1])}
+
+
 class _SinkCounts:
     """Counts the Redis sink's batches, items and commands (wraps RedisWriter.write)."""
 
@@ -101,6 +143,8 @@ def main(argv: list[str]) -> None:
 
         stages = StageTimers()
         stages.install()
+    threads = _ThreadCpu()
+    threads.start()
     t_wall, t_cpu, t_thread = time.perf_counter(), time.process_time(), time.thread_time()
     try:
         if mode == "bounded":
@@ -136,6 +180,7 @@ def main(argv: list[str]) -> None:
             # process CPU is librdkafka's and Timely's background threads.
             "worker_thread_cpu_s": time.thread_time() - t_thread,
             "peak_rss_mb": usage.ru_maxrss / 1024,
+            "thread_cpu_s": threads.stop(),
             **counts.figures,
             "sink_items_by_kind": dict(sorted(counts.by_type.items())),
             **({"stage_cpu_s": stages.cpu} if stages is not None else {}),
