@@ -17,7 +17,7 @@ __all__ = ["STAGE_FUNCTIONS", "attribute", "top_functions"]
 
 # stage -> (file suffix, function name) pairs whose cumulative time is the stage's cost.
 STAGE_FUNCTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "kafka_read": (("bytewax/connectors/kafka/__init__.py", "next_batch"),),
+    "kafka_read": (("streams/kafka_source.py", "next_batch"),),
     "avro_decode": (("streams/serde.py", "__call__"),),
     "validate": (("processors/validation.py", "validate"),),
     "decode_step_total": (("streams/decode.py", "__call__"),),

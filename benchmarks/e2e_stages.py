@@ -46,8 +46,6 @@ class StageTimers:
 
     def install(self) -> None:
         """Patch every stage's entry point; call before the flow is built."""
-        import bytewax.connectors.kafka as bk
-
         import infra.redis_sink as sink
         import streams.dataflow as dataflow
         import streams.decode as decode
@@ -55,8 +53,9 @@ class StageTimers:
         import streams.flows.demand as demand
         import streams.flows.supply as supply
         import streams.kafka_io as kafka_io
+        import streams.kafka_source as kafka_source
 
-        self._patch("kafka_read", bk._KafkaSourcePartition, "next_batch")
+        self._patch("kafka_read", kafka_source._Partition, "next_batch")
         self._patch("decode_validate", decode.BatchDecoder, "__call__")
         for name in ("summarize", "accumulate", "ingest_writes"):
             self._patch("ingest", dataflow, name)  # looked up when the flow is built

@@ -207,14 +207,10 @@ def build_flow(
             starting_offset=0,
             # fetch.wait.max.ms 50 (librdkafka: 500): a live fetch on a quiet partition
             # returns within 50 ms, not half a second (bench_e2e live: p50 173 -> 62 ms
-            # to Redis); settings.kafka.client still overrides it.
-            # statistics.interval.ms 0 (Bytewax: 1000): each partition's consumer would parse
-            # librdkafka's statistics JSON every second for Bytewax's lag gauges, which we do
-            # not export (~4 us per event with 36 partitions, bench_e2e); settings.kafka.client
-            # can turn it back on.
+            # to Redis); settings.kafka.client still overrides it. One consumer per worker
+            # (streams/kafka_source.py) keeps the broker's cost of that short wait small.
             add_config={
                 "fetch.wait.max.ms": "50",
-                "statistics.interval.ms": "0",
                 **settings.kafka.client,
                 "auto.offset.reset": "earliest",
             },

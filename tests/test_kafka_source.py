@@ -76,3 +76,104 @@ def test_kafka_sources_own_keys_put_whole_topics_on_one_worker():
 def test_keys_translate_back_to_kafka_sources_own():
     assert kafka_part(part_key("rp.orders", 12)) == "12-rp.orders"
     assert sorted([part_key("t", 10), part_key("t", 9)]) == ["t/00009", "t/00010"]
+
+
+# -- one consumer per worker, against the real broker ----------------------------------------
+
+
+class _CountingConsumer:
+    """Wraps confluent_kafka.Consumer and counts how many the source opens."""
+
+    made: list[Any] = []
+
+    def __new__(cls, config: dict[str, Any]) -> Any:
+        from confluent_kafka import Consumer
+
+        consumer = Consumer(config)
+        cls.made.append(consumer)
+        return consumer
+
+
+@pytest.fixture
+def loaded_topics(kafka_bootstrap: str, unique_topics: Any) -> tuple[list[str], dict]:
+    """Three topics of two partitions; partition (t, p) holds 3 * t + p + (p == 0) * 40
+    messages (one partition empty: (0, 1) has 1, (1, 1) has 4...); value = "t:p:i"."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topics = [unique_topics(f"src{t}") for t in range(3)]
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for fut in admin.create_topics([NewTopic(t, 2, 1) for t in topics]).values():
+        fut.result(30)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+    counts = {}
+    for t, topic in enumerate(topics):
+        for p in range(2):
+            n = 3 * t + p + (40 if p == 0 else 0) - (1 if (t, p) == (0, 1) else 0)
+            counts[(topic, p)] = n
+            for i in range(n):
+                producer.produce(topic, f"{t}:{p}:{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+    return topics, counts
+
+
+def _source(kafka_bootstrap: str, topics: list[str], batch_size: int = 7) -> Any:
+    from streams.kafka_source import BalancedKafkaSource
+
+    return BalancedKafkaSource(
+        brokers=[kafka_bootstrap], topics=topics, tail=False, starting_offset=0,
+        batch_size=batch_size, raise_on_errors=False,
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("workers", [1, 2])
+def test_each_worker_reads_all_its_partitions_through_one_consumer(
+    kafka_bootstrap, loaded_topics, monkeypatch, workers
+):
+    import streams.kafka_source as ks
+
+    topics, counts = loaded_topics
+    _CountingConsumer.made = []
+    monkeypatch.setattr(ks, "Consumer", _CountingConsumer)
+    out: list[Any] = []
+    flow = Dataflow("shared")
+    op.output("out", op.input("in", flow, _source(kafka_bootstrap, topics)), TestingSink(out))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    assert len(_CountingConsumer.made) == workers
+    got: dict[tuple[str, int], list[int]] = {}
+    for msg in out:
+        got.setdefault((msg.topic, msg.partition), []).append(msg.offset)
+    # Every message once, each partition in order (an empty partition simply ends).
+    assert got == {k: list(range(n)) for k, n in counts.items() if n > 0}
+
+
+@pytest.mark.integration
+def test_a_partitions_state_is_the_offset_after_what_it_emitted(kafka_bootstrap, loaded_topics):
+    topics, counts = loaded_topics
+    source = _source(kafka_bootstrap, topics, batch_size=5)
+    a = source.build_part("in", part_key(topics[0], 0), None)
+    b = source.build_part("in", part_key(topics[1], 0), 10)  # resumed at offset 10
+    try:
+        first: list[Any] = []
+        for _ in range(200):  # until a's first batch arrives (the first fetch can be empty)
+            first = a.next_batch()
+            if first:
+                break
+        assert [m.offset for m in first] == list(range(len(first)))
+        assert 0 < len(first) <= 5
+        assert a.snapshot() == len(first)
+        # b's messages may already wait in its buffer; its state moves only as it emits.
+        assert b.snapshot() == 10
+        taken: list[int] = []
+        while True:
+            try:
+                taken += [m.offset for m in b.next_batch()]
+            except StopIteration:
+                break
+        assert taken == list(range(10, counts[(topics[1], 0)]))
+        assert b.snapshot() == counts[(topics[1], 0)]
+    finally:
+        a.close()
+        b.close()
+    assert a.hub.closed  # the last partition to close closes the consumer
