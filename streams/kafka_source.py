@@ -147,11 +147,13 @@ class _Hub:
     of its partition until that partition's ``next_batch``.
 
     Bytewax asks every partition for a batch in turn. The first one to find its buffer
-    empty since the last fetch fetches for all (up to ``batch_size`` messages); the others
-    then only take what it left them, so a round costs one ``consume`` call, not one per
-    partition. Buffers stay bounded: a partition holding more than ``4 x batch_size``
-    is paused in the consumer until its buffer is down to one batch (librdkafka then
-    fetches it again from the position after the last message we took).
+    empty since the last fetch fetches for all (up to ``batch_size`` messages per
+    partition, as many as KafkaSource's consumers would return in a round together: a
+    backfill keeps its large batches); the others then only take what it left them, so a
+    round costs one ``consume`` call, not one per partition. Buffers stay bounded: a
+    partition holding more than ``4 x batch_size`` is paused in the consumer until its
+    buffer is down to one batch (librdkafka then fetches it again from the position after
+    the last message we took).
     """
 
     def __init__(self, config: dict[str, Any], batch_size: int) -> None:
@@ -176,7 +178,7 @@ class _Hub:
     def fetch(self, caller: _Partition) -> None:
         """One ``consume`` call; each message to its partition's buffer."""
         self.fetches += 1
-        for msg in self.consumer.consume(self.batch_size, 0.001):
+        for msg in self.consumer.consume(self.batch_size * max(1, len(self.parts)), 0.001):
             err = msg.error()
             part = self.parts.get((msg.topic(), msg.partition()))  # type: ignore[arg-type]
             if err is not None:
