@@ -187,10 +187,16 @@ class RunSettings:
     # Logical shards of each sharded step (processors/shards.py): fixed for the life of a
     # recovery store. 12 spreads evenly over 1, 2, 3, 4, 6 or 12 workers (docs/scaling.md).
     shards: int = 12
+    # Python's youngest-generation GC threshold for the run (0: Python's own, 700). The
+    # models hold millions of long-lived objects, and at 700 the collector's passes over
+    # them took ~25 % of a run's CPU (bench_e2e); see streams/runner.py:tune_gc.
+    gc_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         if self.shards < 1:
             raise ConfigError(f"run.shards must be >= 1, not {self.shards}")
+        if self.gc_threshold < 0:
+            raise ConfigError(f"run.gc_threshold must be >= 0, not {self.gc_threshold}")
 
     @property
     def effective_epoch_interval_s(self) -> float:

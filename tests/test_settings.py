@@ -80,3 +80,22 @@ def test_embedded_state_file_fills_in_addresses(tmp_path: Path):
         env={"RETAILPULSE_KAFKA_BOOTSTRAP_SERVERS": "k:1", "RETAILPULSE_STATE_DIR": str(tmp_path)}
     )
     assert explicit.kafka.bootstrap_servers == "k:1"
+
+
+def test_gc_threshold_is_applied_for_the_run_and_zero_leaves_python_alone():
+    import gc
+
+    from streams.runner import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before
+        tune_gc(50_000)
+        assert gc.get_threshold() == (50_000, *before[1:])
+        assert gc.get_freeze_count() > 0  # what existed is out of the collector's sight
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+    with pytest.raises(ConfigError, match="gc_threshold"):
+        load_settings(env={"RETAILPULSE_RUN_GC_THRESHOLD": "-1"}, use_embedded=False)
