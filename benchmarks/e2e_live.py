@@ -175,9 +175,10 @@ def measure_latency(
     *,
     rate: float,
     duration_s: float,
-    poll_s: float = 0.005,
+    poll_s: float = 0.01,
     drain_s: float = 10.0,
     model_every: int = 8,
+    linger_ms: int = 5,
 ) -> dict[str, Any]:
     """Produce ``events`` (SimEvent-like) at ``rate``/s for ``duration_s``; latency figures.
 
@@ -193,7 +194,7 @@ def measure_latency(
     topics = settings.topics.input_topics()
     serializers = {f: AvroSerializer(resolver, f) for f in topics}
     producer = Producer(
-        {**settings.kafka.client_config(), "linger.ms": 5, "acks": "all", "log_level": 0}
+        {**settings.kafka.client_config(), "linger.ms": linger_ms, "acks": "all", "log_level": 0}
     )
     wanted = max(1, int(rate * duration_s))
     batch = [ev for _, ev in zip(range(wanted), events, strict=False)]
@@ -285,6 +286,7 @@ def measure_latency(
         "model_latency_ms_p99": pct(0.99, model),
         "model_latency_ms_max": round(model[-1] * 1000, 1) if model else None,
         "poll_interval_ms": poll_s * 1000,
+        "producer_linger_ms": linger_ms,
         # Planned send -> delivery report (broker ack, polled by the send loop): the part
         # of the latency spent before the flow can see the message.
         "broker_ack_ms_p50": pct(0.50, acked),

@@ -19,7 +19,6 @@ import resource
 import signal
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,27 +26,11 @@ from streams.settings import Settings, load_settings
 
 
 def _cluster(settings: Settings, process_id: int, addresses: list[str]) -> None:
-    """``streams.runner.run``'s flow, run as process ``process_id`` of a Bytewax cluster."""
-    from bytewax.run import cli_main
+    """``streams.runner.run`` as process ``process_id`` of a Bytewax cluster (the product's
+    own path, ``retailpulse run --process-id/--addresses``: its GC setting included)."""
+    from streams.runner import run
 
-    from streams.dataflow import build_flow
-    from streams.flows import default_extensions
-    from streams.registry import SchemaCatalog, build_resolver
-
-    resolver = build_resolver(
-        SchemaCatalog.load(),
-        registry_url=settings.serde.schema_registry_url,
-        registry_config=settings.serde.schema_registry,
-        topics=settings.topics.input_topics(),
-    )
-    built = build_flow(settings, resolver, tail=False, extensions=default_extensions(settings))
-    cli_main(
-        built.flow,
-        workers_per_process=1,
-        process_id=process_id,
-        addresses=addresses,
-        epoch_interval=timedelta(seconds=settings.run.effective_epoch_interval_s),
-    )
+    run(settings, live=False, process_id=process_id, addresses=addresses)
 
 
 class _ThreadCpu:
