@@ -356,7 +356,8 @@ def main() -> None:
         # Round-robin repeats, median per part: this shared machine's speed drifts by
         # +-20 % within minutes, and a ratio of two runs minutes apart inherits all of it.
         rounds: list[dict[str, Any]] = []
-        for r in range(args.repeat):
+        repeat = args.repeat if parts & {"bounded", "plain", "cluster"} else 0
+        for r in range(repeat):
             got: dict[str, Any] = {}
             if "bounded" in parts:
                 got["bounded"] = _measured("bounded", "bounded", base, tmp, n, servers)
@@ -365,7 +366,7 @@ def main() -> None:
             if "cluster" in parts:
                 got["cluster2"] = _cluster(base, tmp, n, 2)
             rounds.append(got)
-            print(f"-- round {r + 1}/{args.repeat}: {_round_figures(got)}", flush=True)
+            print(f"-- round {r + 1}/{repeat}: {_round_figures(got)}", flush=True)
         for name, key in (("bounded", _cpu), ("plain", _cpu), ("cluster2", _busiest)):
             if rounds and name in rounds[0]:
                 ranked = sorted((g[name] for g in rounds), key=key)

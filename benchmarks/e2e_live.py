@@ -1,25 +1,27 @@
 """Event-to-Redis latency of a live run at a fixed produce rate.
 
 Method. The flows run live (``retailpulse run --live`` as a subprocess) on a fresh set of
-topics. This process produces simulated events at ``rate`` per second, each with its
-``event_time`` set to the wall-clock send time (so the flows see "now" events, as in
-production), and records per message the send time and, from the delivery report, its
-topic, partition and offset. A poller thread reads the ingest ``offsets`` hashes
-(``<prefix>:v1:offsets:<family>``, field ``<topic>:<partition>`` = next offset, written by
-the same Redis sink batch as every model write of that Kafka batch; docs/redis.md) in one
-pipelined round trip every ``poll_s``. A message's latency is the time of the first poll
-that shows its partition's next offset above its own offset, minus its send time.
+topics. This process produces simulated events at ``rate`` per second, each serialized
+beforehand with its ``event_time`` set to its planned send time (so the flows see "now"
+events, as in production), and records per message, from the delivery report, its topic,
+partition, offset and when the broker acknowledged it. A poller thread reads the ingest
+``offsets`` hashes (``<prefix>:v1:offsets:<family>``, field ``<topic>:<partition>`` = next
+offset, written by the same Redis sink batch as every model write of that Kafka batch;
+docs/redis.md) in one pipelined round trip every ``poll_s``. A message's latency is the time
+of the first poll that shows its partition's next offset above its own offset, minus its
+planned send time.
 
 The offsets hash is written by the ingest path, which does not wait for the model flows'
 event-time sequencers (docs/event-time.md). So a second probe follows a model write: every
 ``ORDER_PLACED`` order always publishes its customer's score, ``<prefix>:v1:customer:<id>``
 with ``as_of`` = the order's event time (docs/redis.md); the poller reads ``as_of`` of the
-customers with an order in flight (pipelined HGETs, same poll) and an order's model latency
-is the first poll showing ``as_of`` >= its event time, minus its send time.
+customers with one of every ``model_every`` orders in flight (pipelined HGETs, same poll)
+and an order's model latency is the first poll showing ``as_of`` >= its event time, minus
+its planned send time.
 
 Resolution: the poll interval plus one poll round trip (~0.3 ms) in the worst case (the
-figure is an upper bound by at most that much); the producer's ``linger.ms`` (5 ms) is part
-of the measured latency, as it is for any producer.
+figure is an upper bound by at most that much); the producer's ``linger.ms`` is part of
+the measured latency, as it is for any producer.
 """
 
 from __future__ import annotations
