@@ -177,3 +177,34 @@ def test_a_partitions_state_is_the_offset_after_what_it_emitted(kafka_bootstrap,
         a.close()
         b.close()
     assert a.hub.closed  # the last partition to close closes the consumer
+
+
+@pytest.mark.integration
+def test_a_partition_nobody_drains_is_paused_and_loses_nothing(kafka_bootstrap, loaded_topics):
+    # b's calls fetch for both; a is not asked for a while, so its buffer would grow
+    # without bound: past 4 batches it is paused, and once drained it is read on from
+    # where it stopped: every message once, in order.
+    topics, counts = loaded_topics
+    source = _source(kafka_bootstrap, topics, batch_size=2)
+    a = source.build_part("in", part_key(topics[0], 0), None)
+    b = source.build_part("in", part_key(topics[1], 0), None)
+    biggest = 0
+    try:
+        for _ in range(10_000):
+            try:
+                b.next_batch()
+            except StopIteration:
+                break
+            biggest = max(biggest, len(a.buffer))
+        assert a.paused
+        assert biggest <= a.hub.cap + 2 * 2  # the cap plus one fetch's worth
+        got: list[int] = []
+        for _ in range(10_000):
+            try:
+                got += [m.offset for m in a.next_batch()]
+            except StopIteration:
+                break
+        assert got == list(range(counts[(topics[0], 0)]))
+    finally:
+        a.close()
+        b.close()
