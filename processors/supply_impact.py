@@ -40,12 +40,25 @@ __all__ = ["Cover", "CoverTracker", "StoreCover", "StoreMoves", "impacted_pairs"
 
 @dataclass(frozen=True, slots=True)
 class Cover:
-    """Estimated stock position of one pair at event time ``t``."""
+    """Estimated stock position of one pair at event time ``t``.
+
+    >>> import pickle
+    >>> c = Cover(12, 1.5, 8.0, 86_400_000)
+    >>> pickle.loads(pickle.dumps(c)) == c
+    True
+    """
 
     on_hand: int
     daily_demand: float
     days_of_cover: float
     t: int
+
+    def __reduce__(self) -> tuple[type[Cover], tuple[int, float, float, int]]:
+        # Covers cross from the cover shards to the supply engine's worker pickled (twice
+        # per hop, by Bytewax); a slotted dataclass's default pickling calls
+        # dataclasses.fields() per instance: py-spy put a fifth of one process's pickling
+        # there in a 2-process run (as for Event, processors/records.py).
+        return (Cover, (self.on_hand, self.daily_demand, self.days_of_cover, self.t))
 
 
 class CoverTracker:
