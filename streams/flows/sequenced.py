@@ -7,11 +7,13 @@ also get the idle-partition timer (the one processing-time rule, read here at th
 Events reach the engine's key as *packets*, one list per upstream batch (:class:`Packer`),
 not one item per event: with several processes every item that crosses to the engine's
 worker is pickled (twice, by Bytewax) and unpickled on its own, so a packet of a few
-hundred events costs one pickle call instead of hundreds (docs/scaling.md).
+hundred events costs one pickle call instead of hundreds (docs/scaling.md), and a
+:class:`Packet` keeps its first pickle for Bytewax's second one.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -22,10 +24,42 @@ from processors.records import DeadLetter, Event
 from processors.sequencer import IdleTracker, Sequenced
 from processors.writes import RedisWrite
 
-__all__ = ["Out", "Packer", "SequencedLogic", "guarded"]
+__all__ = ["Out", "Packer", "Packet", "SequencedLogic", "guarded"]
 
 M = TypeVar("M")
 Out = list[RedisWrite | DeadLetter]
+
+
+class Packet(list[Any]):
+    """A list that pickles its items once however often it is pickled.
+
+    Bytewax pickles every item that crosses to another process twice: once to size the
+    message, once to write it. A packet keeps the bytes of the first call for the second
+    (a packet is not changed once sent), which saves a third of its pickling (two dumps
+    and a load become one of each; py-spy: dumps was 17 % of a 2-process run's busier
+    process). Within one process nothing is pickled and this costs nothing.
+
+    >>> p = Packet([1, "a"])
+    >>> pickle.loads(pickle.dumps(p)) == [1, "a"], type(pickle.loads(pickle.dumps(p))).__name__
+    (True, 'Packet')
+    >>> p._blob is not None  # kept for the next call
+    True
+    """
+
+    __slots__ = ("_blob",)
+
+    def __init__(self, items: Iterable[Any] = ()) -> None:
+        super().__init__(items)
+        self._blob: bytes | None = None
+
+    def __reduce__(self) -> tuple[Callable[[bytes], Packet], tuple[bytes]]:
+        if self._blob is None:
+            self._blob = pickle.dumps(list(self), pickle.HIGHEST_PROTOCOL)
+        return (_unpack, (self._blob,))
+
+
+def _unpack(blob: bytes) -> Packet:
+    return Packet(pickle.loads(blob))
 
 
 class Packer:
@@ -46,7 +80,7 @@ class Packer:
 
     def __call__(self, batch: list[Event]) -> list[tuple[str, list[Event]]]:
         families = self.families
-        mine = [e for e in batch if e.family in families]
+        mine = Packet(e for e in batch if e.family in families)
         return [(self.key, mine)] if mine else []
 
 

@@ -39,7 +39,7 @@ from processors.supply_impact import Cover, CoverTracker, StoreCover, StoreMoves
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import Out, SequencedLogic, guarded
+from streams.flows.sequenced import Out, Packet, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["SupplyEngine", "SupplyFlow", "SupplySettings", "detection_scores", "supply_report"]
@@ -108,9 +108,9 @@ def _route(
             per_store.setdefault(v["store_id"], []).extend(moves)
         except Exception as exc:  # a malformed record must not stop the flow
             packet.append(failures.dead_letter(e, exc))
-    out: list[tuple[str, Any]] = [(key, packet)] if packet else []
+    out: list[tuple[str, Any]] = [(key, Packet(packet))] if packet else []
     out.extend(
-        (shards.key_of(_COVER_STEP, store), StoreMoves(store, moves))
+        (shards.key_of(_COVER_STEP, store), StoreMoves(store, Packet(moves)))
         for store, moves in per_store.items()
     )
     return out
@@ -141,7 +141,7 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
             got = cover.apply(item.moves, self.alpha, self.idle_days)
             if got:
                 per_store.setdefault(item.store, []).extend(got)
-        out = [("covers", store, covers) for store, covers in per_store.items()]
+        out = [("covers", store, Packet(covers)) for store, covers in per_store.items()]
         return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -292,7 +292,7 @@ class _ForecastMoves:
                 move = ("forecast", sku, sum(mean) / len(mean), write.version)
                 per_store.setdefault(store, []).append(move)
         key_of = self.shards.key_of
-        return [(key_of(_COVER_STEP, st), StoreMoves(st, m)) for st, m in per_store.items()]
+        return [(key_of(_COVER_STEP, st), StoreMoves(st, Packet(m))) for st, m in per_store.items()]
 
 
 class ForecastSource(Protocol):
