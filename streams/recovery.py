@@ -19,6 +19,8 @@ state class a.B is version 2 in this code but version 1 in the recovery store
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import inspect
 import json
@@ -26,7 +28,7 @@ import logging
 import os
 import pkgutil
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import metadata
@@ -276,6 +278,25 @@ def _write_manifest(db_dir: Path, manifest: RecoveryManifest) -> None:
     os.replace(tmp, db_dir / MANIFEST_NAME)  # atomic: a crash never leaves half a manifest
 
 
+@contextlib.contextmanager
+def _creation_lock(db_dir: Path) -> Iterator[None]:
+    """Serialise :func:`prepare_recovery` between the processes of one machine.
+
+    The processes of a cluster on one machine may share one directory and start at the
+    same moment; on a new store, one would otherwise delete the partition files the
+    other is creating (an interrupted init is started again). The lock file sits beside
+    the directory: inside it, it would make the directory look like something else's.
+    """
+    db_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = db_dir.parent / f".{db_dir.name}.lock"
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def prepare_recovery(db_dir: Path, flow: Dataflow, manifest: RecoveryManifest) -> Path:
     """Create and initialise the store on first use, else verify it matches ``manifest``.
 
@@ -346,5 +367,6 @@ def recovery_config(
     if run.backup_interval_s < 0:
         raise ConfigError("run.backup_interval_s must be >= 0")
     manifest = build_manifest(flow, topics, run.recovery_partitions, shards=run.shards)
-    db_dir = prepare_recovery(run.recovery_dir, flow, manifest)
+    with _creation_lock(Path(run.recovery_dir).expanduser()):
+        db_dir = prepare_recovery(run.recovery_dir, flow, manifest)
     return RecoveryConfig(db_dir, backup_interval=timedelta(seconds=run.backup_interval_s))

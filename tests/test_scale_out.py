@@ -11,8 +11,10 @@ Budget: ~20-40 s wall on 2 cores (a 20-day history; three short flow runs).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from datetime import date
 from pathlib import Path
@@ -131,3 +133,75 @@ def test_cluster_flags_reach_the_runner_and_a_bad_index_is_refused(
     settings = load_settings(env={}, use_embedded=False)
     with pytest.raises(ConfigError, match=r"--process-id must be one of 0\.\.1"):
         real_run(settings, live=False, process_id=2, addresses=["a:1", "b:2"])
+
+
+def _commits(db: Path) -> int:
+    from tests.test_recovery_kill import _commits as commits
+
+    return commits(db)
+
+
+def _cluster(two: dict[str, Any], db: Path, tmp_path: Path, round_: int) -> list[Any]:
+    """Start both processes of a 2-process cluster on one shared recovery directory."""
+    overrides = {**two, "run": {**two["run"], "recovery_dir": str(db),
+                                "recovery_partitions": 2, "snapshot_interval_s": 0.2}}  # fmt: skip
+    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    procs = []
+    for i in range(2):
+        with (tmp_path / f"r{round_}-p{i}.log").open("wb") as fh:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", _CLUSTER_PROCESS, json.dumps(overrides), str(i),
+                 addresses],
+                stdout=fh, stderr=fh,
+            ))  # fmt: skip
+    return procs
+
+
+def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+):
+    # Both processes share one recovery directory (created by whichever starts first);
+    # kill -9 both after a few snapshots, start both again, and the cluster ends where an
+    # uninterrupted single process ends.
+    tag = uuid.uuid4().hex[:6]
+    topics = f"scalerec{tag}"
+    one = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}A")
+    s: Settings = load_settings(env={}, overrides=one, use_embedded=False)
+    create_topics(s.kafka, s.topics)
+    sim = Simulator(
+        SimulationConfig(seed=7, start_date=date(2024, 9, 1), days=40, skus=6, stores=2,
+                         customers=60)
+    )  # fmt: skip
+    EventProducer(s).send_all(sim.events())
+    run(s, live=False)
+    single = _state(redis_url, s.redis.key_prefix)
+
+    two = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}B")
+    db = tmp_path / "recovery"
+    procs = _cluster(two, db, tmp_path, 0)
+    try:
+        deadline = time.monotonic() + 120
+        while _commits(db) < 4 and all(p.poll() is None for p in procs):
+            assert time.monotonic() < deadline, "no snapshots"
+            time.sleep(0.02)
+        killed = all(p.poll() is None for p in procs)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+            p.wait(timeout=30)
+        assert killed, "the cluster finished before it could be killed: lengthen the history"
+        procs = _cluster(two, db, tmp_path, 1)
+        for i, p in enumerate(procs):
+            log = tmp_path / f"r1-p{i}.log"
+            assert p.wait(timeout=180) == 0, log.read_text(errors="replace")[-3000:]
+    finally:
+        for p in procs:  # ours, by PID
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    resumed = _state(redis_url, two["redis"]["key_prefix"])
+    assert single.keys() == resumed.keys()
+    differ = sorted(k for k in single if single[k] != resumed[k] and _kind(k) not in SUPPLY)
+    assert differ == [], f"{len(differ)} keys differ, e.g. {differ[:5]}"
+    counted = sum(int(v[b"events"]) for k, v in resumed.items() if _kind(k) == "ingest")
+    assert counted == sum(int(v[b"events"]) for k, v in single.items() if _kind(k) == "ingest")
