@@ -71,22 +71,27 @@ def _state(redis_url: str, prefix: str) -> dict[str, Any]:
         client.close()
 
 
+def _single_run(
+    kafka: str, redis_url: str, topics: str, prefix: str, sim: SimulationConfig
+) -> dict[str, Any]:
+    """Produce ``sim``'s history to new topics, run it in one process; its Redis state."""
+    s: Settings = load_settings(
+        env={}, overrides=_overrides(kafka, redis_url, topics, prefix), use_embedded=False
+    )
+    create_topics(s.kafka, s.topics)
+    EventProducer(s).send_all(Simulator(sim).events())
+    run(s, live=False)  # one process, one worker
+    return _state(redis_url, s.redis.key_prefix)
+
+
 def test_two_processes_leave_the_state_one_process_leaves(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ):
     tag = uuid.uuid4().hex[:6]
     topics = f"scale{tag}"
-    one = _overrides(kafka_bootstrap, redis_url, topics, f"rpscale{tag}A")
-    s: Settings = load_settings(env={}, overrides=one, use_embedded=False)
-    create_topics(s.kafka, s.topics)
-    sim = Simulator(
-        SimulationConfig(seed=5, start_date=date(2024, 5, 1), days=20, skus=6, stores=2,
-                         customers=40)
-    )  # fmt: skip
-    EventProducer(s).send_all(sim.events())
-
-    run(s, live=False)  # one process, one worker
-    single = _state(redis_url, s.redis.key_prefix)
+    single = _single_run(kafka_bootstrap, redis_url, topics, f"rpscale{tag}A",
+                         SimulationConfig(seed=5, start_date=date(2024, 5, 1), days=20,
+                                          skus=6, stores=2, customers=40))  # fmt: skip
 
     two = _overrides(kafka_bootstrap, redis_url, topics, f"rpscale{tag}B")
     addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
@@ -165,16 +170,9 @@ def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
     # uninterrupted single process ends.
     tag = uuid.uuid4().hex[:6]
     topics = f"scalerec{tag}"
-    one = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}A")
-    s: Settings = load_settings(env={}, overrides=one, use_embedded=False)
-    create_topics(s.kafka, s.topics)
-    sim = Simulator(
-        SimulationConfig(seed=7, start_date=date(2024, 9, 1), days=40, skus=6, stores=2,
-                         customers=60)
-    )  # fmt: skip
-    EventProducer(s).send_all(sim.events())
-    run(s, live=False)
-    single = _state(redis_url, s.redis.key_prefix)
+    single = _single_run(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}A",
+                         SimulationConfig(seed=7, start_date=date(2024, 9, 1), days=40,
+                                          skus=6, stores=2, customers=60))  # fmt: skip
 
     two = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}B")
     db = tmp_path / "recovery"
