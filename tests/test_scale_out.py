@@ -94,15 +94,7 @@ def test_two_processes_leave_the_state_one_process_leaves(
                                           skus=6, stores=2, customers=40))  # fmt: skip
 
     two = _overrides(kafka_bootstrap, redis_url, topics, f"rpscale{tag}B")
-    addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
-    logs = [tmp_path / f"process{i}.log" for i in range(2)]
-    procs = []
-    for i, log in enumerate(logs):
-        with log.open("wb") as fh:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", _CLUSTER_PROCESS, json.dumps(two), str(i), addresses],
-                stdout=fh, stderr=fh,
-            ))  # fmt: skip
+    procs, logs = _cluster(two, tmp_path / "run")
     try:
         for proc, log in zip(procs, logs, strict=True):
             assert proc.wait(timeout=180) == 0, log.read_text(errors="replace")[-3000:]
@@ -146,20 +138,20 @@ def _commits(db: Path) -> int:
     return commits(db)
 
 
-def _cluster(two: dict[str, Any], db: Path, tmp_path: Path, round_: int) -> list[Any]:
-    """Start both processes of a 2-process cluster on one shared recovery directory."""
-    overrides = {**two, "run": {**two["run"], "recovery_dir": str(db),
-                                "recovery_partitions": 2, "snapshot_interval_s": 0.2}}  # fmt: skip
+def _cluster(overrides: dict[str, Any], logs: Path) -> tuple[list[Any], list[Path]]:
+    """Start both processes of a 2-process cluster; their logs are ``<logs>-p<i>.log``."""
     addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
-    procs = []
+    procs, paths = [], []
     for i in range(2):
-        with (tmp_path / f"r{round_}-p{i}.log").open("wb") as fh:
+        path = logs.with_name(f"{logs.name}-p{i}.log")
+        paths.append(path)
+        with path.open("wb") as fh:
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", _CLUSTER_PROCESS, json.dumps(overrides), str(i),
                  addresses],
                 stdout=fh, stderr=fh,
             ))  # fmt: skip
-    return procs
+    return procs, paths
 
 
 def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
@@ -174,9 +166,11 @@ def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
                          SimulationConfig(seed=7, start_date=date(2024, 9, 1), days=40,
                                           skus=6, stores=2, customers=60))  # fmt: skip
 
-    two = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}B")
     db = tmp_path / "recovery"
-    procs = _cluster(two, db, tmp_path, 0)
+    base = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}B")
+    two = {**base, "run": {**base["run"], "recovery_dir": str(db), "recovery_partitions": 2,
+                           "snapshot_interval_s": 0.2}}  # fmt: skip
+    procs, _ = _cluster(two, tmp_path / "r0")
     try:
         deadline = time.monotonic() + 120
         while _commits(db) < 4 and all(p.poll() is None for p in procs):
@@ -188,9 +182,8 @@ def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
                 p.send_signal(signal.SIGKILL)
             p.wait(timeout=30)
         assert killed, "the cluster finished before it could be killed: lengthen the history"
-        procs = _cluster(two, db, tmp_path, 1)
-        for i, p in enumerate(procs):
-            log = tmp_path / f"r1-p{i}.log"
+        procs, logs = _cluster(two, tmp_path / "r1")
+        for p, log in zip(procs, logs, strict=True):
             assert p.wait(timeout=180) == 0, log.read_text(errors="replace")[-3000:]
     finally:
         for p in procs:  # ours, by PID
