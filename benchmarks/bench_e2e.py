@@ -308,6 +308,12 @@ def main() -> None:
         "--partitions", type=int, default=6, help="partitions per topic (default 6)"
     )
     parser.add_argument(
+        "--gc-threshold",
+        type=int,
+        default=-1,
+        help="run.gc_threshold for every run (0: Python's own; default: the setting's)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of bounded/plain/cluster (median kept)"
     )
     parser.add_argument("--out", default="e2e", help="result name (benchmarks/results/NAME.json)")
@@ -325,6 +331,7 @@ def main() -> None:
         "days": days,
         "seed": 11,
         "partitions": args.partitions,
+        "gc_threshold": args.gc_threshold if args.gc_threshold >= 0 else "default",
         "cores": os.cpu_count(),
         "parts": sorted(parts),
     }
@@ -339,6 +346,7 @@ def main() -> None:
             "kafka": {"bootstrap_servers": kafka.info.address},
             "redis": {"url": redis_server.info.address, "key_prefix": "e2e"},
             "topics": {"partitions": args.partitions},
+            **({"run": {"gc_threshold": args.gc_threshold}} if args.gc_threshold >= 0 else {}),
         }
         settings = load_settings(env={}, overrides=base, use_embedded=False)
         create_topics(settings.kafka, settings.topics)

@@ -92,9 +92,10 @@ def tune_gc(threshold: int) -> None:
     fields and its writes per record, so passes ran thousands of times a second, and the
     full-heap ones walked the models' millions of long-lived objects (py-spy: 11-18 % of
     a 2-process run in ``gc_collect_main``). At 50,000 the passes are ~70x rarer; the
-    1-process run took 25 % less CPU (bench_e2e, docs/benchmarks.md), peak memory
-    unchanged. ``gc.freeze`` first moves what exists now (modules, schemas, the built
-    flow) out of the collector's sight for good: it is never garbage.
+    1-process run took 15 % less CPU (212 -> 180 us per event, ``bench_e2e --only bounded
+    --gc-threshold 0`` against the default; docs/benchmarks.md), peak memory unchanged.
+    ``gc.freeze`` first moves what exists now (modules, schemas, the built flow) out of
+    the collector's sight for good: it is never garbage.
     """
     if threshold <= 0:
         return

@@ -189,7 +189,7 @@ class RunSettings:
     shards: int = 12
     # Python's youngest-generation GC threshold for the run (0: Python's own, 700). The
     # models hold millions of long-lived objects, and at 700 the collector's passes over
-    # them took ~25 % of a run's CPU (bench_e2e); see streams/runner.py:tune_gc.
+    # them took ~15 % of a run's CPU (bench_e2e); see streams/runner.py:tune_gc.
     gc_threshold: int = 50_000
 
     def __post_init__(self) -> None:
