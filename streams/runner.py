@@ -23,7 +23,7 @@ from streams.recovery import recovery_config
 from streams.registry import SchemaCatalog, build_resolver
 from streams.settings import Settings
 
-__all__ = ["run", "tune_gc"]
+__all__ = ["limit_blas_threads", "run", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def run(
         json.dumps(settings.describe(), default=str),  # secrets are masked by describe()
     )
     tune_gc(settings.run.gc_threshold)
+    limit_blas_threads(settings.run.blas_threads)
     epoch = timedelta(seconds=settings.run.effective_epoch_interval_s)
     if settings.run.workers <= 1 and not addresses:
         run_main(built.flow, epoch_interval=epoch, recovery_config=recovery)
@@ -103,3 +104,21 @@ def tune_gc(threshold: int) -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(threshold, middle, old)
+
+
+def limit_blas_threads(threads: int) -> None:
+    """Cap the thread pools of the BLAS libraries loaded now (``run.blas_threads``; 0: leave).
+
+    Why: numpy and scipy each load an OpenBLAS that starts one thread per core, and after
+    every call its idle threads spin before they sleep. Our matrices are tiny (the churn
+    fit, the forecaster's rows), so the extra threads never help; perf counted their spin
+    at 7 % of a 1-process run's CPU, and with one process per core they take the core of
+    the process next door. Called after the flow is built, when every model module (and
+    so every BLAS library) is loaded: threadpoolctl sets the limit in each library it
+    finds, which an environment variable can only do before numpy is imported.
+    """
+    if threads <= 0:
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")

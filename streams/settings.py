@@ -191,12 +191,17 @@ class RunSettings:
     # models hold millions of long-lived objects, and at 700 the collector's passes over
     # them took ~15 % of a run's CPU (bench_e2e); see streams/runner.py:tune_gc.
     gc_threshold: int = 50_000
+    # Threads of the BLAS libraries numpy and scipy load (0: theirs, one per core). Our
+    # matrices are tiny, and OpenBLAS's idle threads spin: 7 % of a run's CPU (bench_e2e).
+    blas_threads: int = 1
 
     def __post_init__(self) -> None:
         if self.shards < 1:
             raise ConfigError(f"run.shards must be >= 1, not {self.shards}")
         if self.gc_threshold < 0:
             raise ConfigError(f"run.gc_threshold must be >= 0, not {self.gc_threshold}")
+        if self.blas_threads < 0:
+            raise ConfigError(f"run.blas_threads must be >= 0, not {self.blas_threads}")
 
     @property
     def effective_epoch_interval_s(self) -> float:

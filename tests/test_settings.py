@@ -99,3 +99,23 @@ def test_gc_threshold_is_applied_for_the_run_and_zero_leaves_python_alone():
         gc.set_threshold(*before)
     with pytest.raises(ConfigError, match="gc_threshold"):
         load_settings(env={"RETAILPULSE_RUN_GC_THRESHOLD": "-1"}, use_embedded=False)
+
+
+def test_blas_threads_caps_every_loaded_blas_library_and_zero_leaves_them():
+    import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS besides numpy's)
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from streams.runner import limit_blas_threads
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    assert blas(), "numpy and scipy load a BLAS library"
+    with threadpool_limits(limits=2, user_api="blas"):  # restored on exit
+        limit_blas_threads(0)
+        assert set(blas()) == {2}
+        limit_blas_threads(1)
+        assert set(blas()) == {1}
+    assert load_settings(env={}, use_embedded=False).run.blas_threads == 1
+    with pytest.raises(ConfigError, match="blas_threads"):
+        load_settings(env={"RETAILPULSE_RUN_BLAS_THREADS": "-1"}, use_embedded=False)
