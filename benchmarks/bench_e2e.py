@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_e2e [--quick] [--days N] [--skip-profile] [--skip-live]
                                    [--only PART,...] [--live-rate R] [--producer-linger-ms MS]
+                                   [--repeat N] [--run KEY=VALUE ...] [--out NAME]
 
 Starts the embedded Kafka (Tansu) and Redis (Valkey), creates the topics (``--partitions``
 each, default 6: a multiple of 1, 2 and 3 processes, docs/scaling.md), preloads a fixed
@@ -236,6 +237,20 @@ def _profile(base: dict[str, Any], tmp: Path, n: int, servers: list[int]) -> dic
     return prof
 
 
+def _run_settings(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``--run KEY=VALUE`` pairs as ``run`` overrides (JSON values, else strings)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            parser.error(f"--run wants KEY=VALUE, not {pair!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
 def _cpu(run: dict[str, Any]) -> float:
     return float(run["cpu_s"])
 
@@ -314,6 +329,14 @@ def main() -> None:
         help="run.gc_threshold for every run (0: Python's own; default: the setting's)",
     )
     parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a run.* setting for every run, e.g. epoch_interval_s=1 or blas_threads=0 "
+        "(repeatable; values are JSON, else strings)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of bounded/plain/cluster (median kept)"
     )
     parser.add_argument("--out", default="e2e", help="result name (benchmarks/results/NAME.json)")
@@ -321,6 +344,9 @@ def main() -> None:
     parts = {x.strip() for x in args.only.split(",") if x.strip()}
     if unknown := parts - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
+    run_settings = _run_settings(args.run, parser)
+    if args.gc_threshold >= 0:
+        run_settings["gc_threshold"] = args.gc_threshold
     parts -= {"profile"} if args.skip_profile else set()
     parts -= {"live"} if args.skip_live else set()
     if "live" in parts and "bounded" not in parts and args.live_rate is None:
@@ -332,6 +358,7 @@ def main() -> None:
         "seed": 11,
         "partitions": args.partitions,
         "gc_threshold": args.gc_threshold if args.gc_threshold >= 0 else "default",
+        "run_settings": run_settings,
         "cores": os.cpu_count(),
         "parts": sorted(parts),
     }
@@ -346,7 +373,7 @@ def main() -> None:
             "kafka": {"bootstrap_servers": kafka.info.address},
             "redis": {"url": redis_server.info.address, "key_prefix": "e2e"},
             "topics": {"partitions": args.partitions},
-            **({"run": {"gc_threshold": args.gc_threshold}} if args.gc_threshold >= 0 else {}),
+            **({"run": run_settings} if run_settings else {}),
         }
         settings = load_settings(env={}, overrides=base, use_embedded=False)
         create_topics(settings.kafka, settings.topics)
