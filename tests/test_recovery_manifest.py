@@ -227,7 +227,7 @@ def test_settings_from_env_and_toml(tmp_path: Path):
     assert (s.recovery_partitions, s.snapshot_interval_s, s.backup_interval_s) == (3, 0.5, 60.0)
     assert s.effective_epoch_interval_s == 0.5
     off = load_settings(env={"RETAILPULSE_RUN_RECOVERY_DIR": ""}, use_embedded=False).run
-    assert off.recovery_dir is None and off.effective_epoch_interval_s == 1.0
+    assert off.recovery_dir is None and off.effective_epoch_interval_s == 10.0
     toml = tmp_path / "s.toml"
     toml.write_text('[run]\nrecovery_dir = "/var/lib/rp"\nepoch_interval_s = 2.0\n')
     s2 = load_settings(config_file=toml, env={}, use_embedded=False).run
