@@ -132,14 +132,38 @@ def test_cluster_flags_reach_the_runner_and_a_bad_index_is_refused(
         real_run(settings, live=False, process_id=2, addresses=["a:1", "b:2"])
 
 
+def _merged(overrides: dict[str, Any], own: list[dict[str, Any]] | None, i: int) -> dict[str, Any]:
+    mine = own[i] if own else {}
+    return {**overrides, "run": {**overrides.get("run", {}), **mine.get("run", {})}}
+
+
+def _resume_epochs(dbs: list[Path]) -> dict[int, int]:
+    """Execution number -> the epoch it resumed from, over every partition file."""
+    import sqlite3
+
+    out: dict[int, int] = {}
+    for part in sorted({f for db in dbs for f in db.glob("part-*.sqlite3")}):
+        con = sqlite3.connect(f"file:{part}?mode=ro", uri=True)
+        try:
+            out.update(con.execute("SELECT ex_num, resume_epoch FROM exs").fetchall())
+        finally:
+            con.close()
+    return out
+
+
 def _commits(db: Path) -> int:
     from tests.test_recovery_kill import _commits as commits
 
     return commits(db)
 
 
-def _cluster(overrides: dict[str, Any], logs: Path) -> tuple[list[Any], list[Path]]:
-    """Start both processes of a 2-process cluster; their logs are ``<logs>-p<i>.log``."""
+def _cluster(
+    overrides: dict[str, Any], logs: Path, own: list[dict[str, Any]] | None = None
+) -> tuple[list[Any], list[Path]]:
+    """Start both processes of a 2-process cluster; their logs are ``<logs>-p<i>.log``.
+
+    ``own[i]`` (optional) holds ``run`` settings of process ``i`` only (its recovery dir).
+    """
     addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(2))
     procs, paths = [], []
     for i in range(2):
@@ -147,33 +171,37 @@ def _cluster(overrides: dict[str, Any], logs: Path) -> tuple[list[Any], list[Pat
         paths.append(path)
         with path.open("wb") as fh:
             procs.append(subprocess.Popen(
-                [sys.executable, "-c", _CLUSTER_PROCESS, json.dumps(overrides), str(i),
-                 addresses],
+                [sys.executable, "-c", _CLUSTER_PROCESS,
+                 json.dumps(_merged(overrides, own, i)), str(i), addresses],
                 stdout=fh, stderr=fh,
             ))  # fmt: skip
     return procs, paths
 
 
+@pytest.mark.parametrize("layout", ["shared", "per_process"])
 def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
-    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path, layout: str
 ):
-    # Both processes share one recovery directory (created by whichever starts first);
-    # kill -9 both after a few snapshots, start both again, and the cluster ends where an
-    # uninterrupted single process ends.
+    # "shared": both processes use one recovery directory (created by whichever starts
+    # first). "per_process": each has its own, as on two machines, each created on first
+    # use with every partition. Kill -9 both after a few snapshots, start both again, and
+    # the cluster ends where an uninterrupted single process ends.
     tag = uuid.uuid4().hex[:6]
     topics = f"scalerec{tag}"
     single = _single_run(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}A",
                          SimulationConfig(seed=7, start_date=date(2024, 9, 1), days=40,
                                           skus=6, stores=2, customers=60))  # fmt: skip
 
-    db = tmp_path / "recovery"
+    dbs = [tmp_path / "recovery"] * 2 if layout == "shared" else [
+        tmp_path / f"machine{i}" / "recovery" for i in range(2)]  # fmt: skip
     base = _overrides(kafka_bootstrap, redis_url, topics, f"rpsrec{tag}B")
-    two = {**base, "run": {**base["run"], "recovery_dir": str(db), "recovery_partitions": 2,
+    two = {**base, "run": {**base["run"], "recovery_partitions": 2,
                            "snapshot_interval_s": 0.2}}  # fmt: skip
-    procs, _ = _cluster(two, tmp_path / "r0")
+    own = [{"run": {"recovery_dir": str(db)}} for db in dbs]
+    procs, _ = _cluster(two, tmp_path / "r0", own)
     try:
         deadline = time.monotonic() + 120
-        while _commits(db) < 4 and all(p.poll() is None for p in procs):
+        while sum(map(_commits, set(dbs))) < 4 and all(p.poll() is None for p in procs):
             assert time.monotonic() < deadline, "no snapshots"
             time.sleep(0.02)
         killed = all(p.poll() is None for p in procs)
@@ -182,9 +210,13 @@ def test_a_killed_cluster_resumes_to_the_state_one_process_leaves(
                 p.send_signal(signal.SIGKILL)
             p.wait(timeout=30)
         assert killed, "the cluster finished before it could be killed: lengthen the history"
-        procs, logs = _cluster(two, tmp_path / "r1")
+        if layout == "per_process":  # each machine's directory holds part of the state
+            assert all(_commits(db) > 0 for db in dbs), [_commits(db) for db in dbs]
+        procs, logs = _cluster(two, tmp_path / "r1", own)
         for p, log in zip(procs, logs, strict=True):
             assert p.wait(timeout=180) == 0, log.read_text(errors="replace")[-3000:]
+        # The second execution resumed from a snapshot (epoch > 1), not from the start.
+        assert _resume_epochs(dbs).get(1, 0) > 1, _resume_epochs(dbs)
     finally:
         for p in procs:  # ours, by PID
             if p.poll() is None:
