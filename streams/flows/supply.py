@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import bytewax.operators as op
+import orjson
 import redis
 from bytewax.dataflow import Stream
 
@@ -285,7 +286,9 @@ class _ForecastMoves:
                 continue
             sku, store = write.entity.removeprefix("sku_store:").rsplit(":", 1)
             try:
-                mean = json.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
+                # orjson: 0.95 us per 28-value row against json's 7.6 (~100k rows in the
+                # e2e run); same floats, and its JSONDecodeError is a ValueError.
+                mean = orjson.loads(str(write.fields["mean"]))[:_FORECAST_DAYS]
             except (KeyError, ValueError):
                 continue
             if mean:
