@@ -175,9 +175,7 @@ class RunSettings:
     """
 
     batch_size: int = 1_000
-    # Bytewax's own default. Every epoch end is a barrier: the input waits (spinning) until
-    # every process has finished the epoch before. At 1 s, 2 processes spent 1.33-1.38x
-    # one process's CPU; at 10 s, 1.10-1.19x (bench_e2e --run epoch_interval_s=1 vs 10).
+    # Bytewax's default; each epoch end is a barrier across processes (docs/scaling.md).
     epoch_interval_s: float = 10.0
     log_every_s: float = 10.0
     metrics_port: int = 0  # 0: no HTTP endpoint (metrics still go to Redis)
@@ -190,12 +188,10 @@ class RunSettings:
     # Logical shards of each sharded step (processors/shards.py): fixed for the life of a
     # recovery store. 12 spreads evenly over 1, 2, 3, 4, 6 or 12 workers (docs/scaling.md).
     shards: int = 12
-    # Python's youngest-generation GC threshold for the run (0: Python's own, 700). The
-    # models hold millions of long-lived objects, and at 700 the collector's passes over
-    # them took ~15 % of a run's CPU (bench_e2e); see streams/runner.py:tune_gc.
+    # Young-generation GC threshold in a run (0: Python's 700, whose passes over the models'
+    # long-lived objects took ~15 % of the CPU): streams/runner.py:tune_gc.
     gc_threshold: int = 50_000
-    # Threads of the BLAS libraries numpy and scipy load (0: theirs, one per core). Our
-    # matrices are tiny, and OpenBLAS's idle threads spin: 7 % of a run's CPU (bench_e2e).
+    # numpy's and scipy's BLAS threads (0: theirs, one per core): streams/runner.py.
     blas_threads: int = 1
 
     def __post_init__(self) -> None:
