@@ -29,8 +29,8 @@ in its buffer at a snapshot is read again on resume) and its own end-of-partitio
 
 >>> part_key("retailpulse.orders", 3)
 'retailpulse.orders/00003'
->>> kafka_part("retailpulse.orders/00003")
-'3-retailpulse.orders'
+>>> split_key("retailpulse.orders/00003")
+('retailpulse.orders', 3)
 >>> sorted(part_key(t, p) for p in range(2) for t in ("b.x", "a.y"))
 ['a.y/00000', 'a.y/00001', 'b.x/00000', 'b.x/00001']
 """
@@ -47,7 +47,7 @@ from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 from confluent_kafka.admin import AdminClient
 
-__all__ = ["BalancedKafkaSource", "kafka_part", "part_key"]
+__all__ = ["BalancedKafkaSource", "part_key", "split_key"]
 
 Item = KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
 _EOF = ConfluentKafkaError._PARTITION_EOF
@@ -58,13 +58,8 @@ def part_key(topic: str, partition: int) -> str:
     return f"{topic}/{partition:05d}"
 
 
-def kafka_part(key: str) -> str:
-    """The key KafkaSource itself uses for the partition ``key`` names."""
-    topic, _, partition = key.rpartition("/")
-    return f"{int(partition)}-{topic}"
-
-
-def _split(key: str) -> tuple[str, int]:
+def split_key(key: str) -> tuple[str, int]:
+    """The topic and partition a :func:`part_key` names."""
     topic, _, partition = key.rpartition("/")
     return topic, int(partition)
 
@@ -111,7 +106,7 @@ class BalancedKafkaSource(FixedPartitionedSource[Item, int | None]):
         return keys
 
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _Partition:
-        topic, partition = _split(for_part)
+        topic, partition = split_key(for_part)
         if topic not in self._topics:
             raise ValueError(
                 f"input partition {for_part!r} is not in the configured topics "

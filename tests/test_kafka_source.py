@@ -12,7 +12,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.testing import TestingSink, cluster_main
 
-from streams.kafka_source import kafka_part, part_key
+from streams.kafka_source import part_key, split_key
 
 TOPICS = [f"rp.{f}" for f in ("catalog", "clickstream", "inventory", "orders", "stores",
                                "supplier")]  # fmt: skip
@@ -73,8 +73,8 @@ def test_kafka_sources_own_keys_put_whole_topics_on_one_worker():
     assert all(sorted(counts) == [0, 6] for counts in got.values())
 
 
-def test_keys_translate_back_to_kafka_sources_own():
-    assert kafka_part(part_key("rp.orders", 12)) == "12-rp.orders"
+def test_keys_translate_back_to_topic_and_partition():
+    assert split_key(part_key("rp.orders", 12)) == ("rp.orders", 12)
     assert sorted([part_key("t", 10), part_key("t", 9)]) == ["t/00009", "t/00010"]
 
 
