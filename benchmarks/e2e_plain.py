@@ -41,7 +41,7 @@ from streams.flows.supply import _CoverLogic, _ForecastMoves, _Router
 from streams.flows.supply import _EngineLogic as SupplyLogic
 from streams.kafka_io import ConfirmingProducer, producer_config
 from streams.registry import SchemaCatalog, SchemaResolver, build_resolver
-from streams.runner import limit_blas_threads, tune_gc
+from streams.runner import tune_process
 from streams.settings import Settings
 
 __all__ = ["STAGES", "FlowSteps", "run_plain"]
@@ -208,8 +208,7 @@ def run_plain(settings: Settings, *, batch_size: int = 1000) -> dict[str, Any]:
     )
     parts = input_partitions(settings.kafka, topic_families, live=False)
     steps = FlowSteps(settings, resolver, parts)
-    tune_gc(settings.run.gc_threshold)  # the same process settings as the flow's run
-    limit_blas_threads(settings.run.blas_threads)
+    tune_process(settings.run)  # the same process settings as the flow's run
     writer = RedisWriter(
         settings.redis.require_url(),
         prefix=settings.redis.key_prefix,

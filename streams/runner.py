@@ -21,9 +21,9 @@ from streams.errors import ConfigError
 from streams.flows import default_extensions
 from streams.recovery import recovery_config
 from streams.registry import SchemaCatalog, build_resolver
-from streams.settings import Settings
+from streams.settings import RunSettings, Settings
 
-__all__ = ["limit_blas_threads", "run", "tune_gc"]
+__all__ = ["limit_blas_threads", "run", "tune_gc", "tune_process"]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,7 @@ def run(
         ["ingest", *(ext.name for ext in extensions)],
         json.dumps(settings.describe(), default=str),  # secrets are masked by describe()
     )
-    tune_gc(settings.run.gc_threshold)
-    limit_blas_threads(settings.run.blas_threads)
+    tune_process(settings.run)
     epoch = timedelta(seconds=settings.run.effective_epoch_interval_s)
     if settings.run.workers <= 1 and not addresses:
         run_main(built.flow, epoch_interval=epoch, recovery_config=recovery)
@@ -83,6 +82,13 @@ def run(
             epoch_interval=epoch,
             recovery_config=recovery,
         )
+
+
+def tune_process(run: RunSettings) -> None:
+    """This process's settings for a run (GC, BLAS threads), once its flow is built: the
+    flow's run and the plain benchmark floor apply the same ones."""
+    tune_gc(run.gc_threshold)
+    limit_blas_threads(run.blas_threads)
 
 
 def tune_gc(threshold: int) -> None:
