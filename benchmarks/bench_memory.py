@@ -97,13 +97,13 @@ class Turnover:
                 last = self.live.pop(sku)
                 self.gone.add(sku)
                 value = {**last.value, "event_type": "SKU_DISCONTINUED", "event_time": t}
-                out.append(dataclasses.replace(last, value=value, event_time=t))
+                out.append(last._replace(value=value, event_time=t))
         v = e.value
         if e.family == "orders":
             lines = [ln for ln in v["lines"] if ln["sku"] not in self.gone]
             if lines:
                 out.append(e if len(lines) == len(v["lines"]) else
-                           dataclasses.replace(e, value={**v, "lines": lines}))  # fmt: skip
+                           e._replace(value={**v, "lines": lines}))  # fmt: skip
         elif e.family in ("catalog", "inventory", "clickstream") and v.get("sku") in self.gone:
             pass  # delisted
         else:

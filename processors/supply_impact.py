@@ -30,7 +30,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from processors.purchase_orders import DAY_MS
@@ -38,9 +37,12 @@ from processors.purchase_orders import DAY_MS
 __all__ = ["Cover", "CoverTracker", "StoreCover", "StoreMoves", "impacted_pairs"]
 
 
-@dataclass(frozen=True, slots=True)
-class Cover:
+class Cover(NamedTuple):
     """Estimated stock position of one pair at event time ``t``.
+
+    A NamedTuple: ~100k are made per month of simulated stores, and they cross from the
+    cover shards to the supply engine's worker as plain tuples (``CoverPacket``,
+    streams/flows/packets.py).
 
     >>> import pickle
     >>> c = Cover(12, 1.5, 8.0, 86_400_000)
@@ -54,10 +56,8 @@ class Cover:
     t: int
 
     def __reduce__(self) -> tuple[type[Cover], tuple[int, float, float, int]]:
-        # Covers cross from the cover shards to the supply engine's worker pickled (twice
-        # per hop, by Bytewax); a slotted dataclass's default pickling calls
-        # dataclasses.fields() per instance: py-spy put a fifth of one process's pickling
-        # there in a 2-process run (as for Event, processors/records.py).
+        # The form older snapshots hold (Cover(*fields)), cheaper than a NamedTuple's
+        # default through copyreg.__newobj__.
         return (Cover, (self.on_hand, self.daily_demand, self.days_of_cover, self.t))
 
 
