@@ -18,12 +18,17 @@ never changes what is written; in-process callers (tests, benchmarks) render at 
 >>> w = blocks[1].writes()[0]
 >>> w.entity, w.fields["mean"], w.fields["actual_last_day"]
 ('total:x', '[3.0,4.0]', 8.0)
+>>> import pickle
+>>> pickle.loads(pickle.dumps(blocks[1])).writes() == blocks[1].writes()
+True
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import fields as fields_of
 
 import numpy as np
 import orjson
@@ -45,9 +50,30 @@ def json_rows(values: np.ndarray) -> list[str]:
     >>> json_rows(np.array([[1.23456, np.nan], [2.0, 3.0]]))
     ['[1.235,0.0]', '[2.0,3.0]']
     """
-    rows = np.round(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0), 3).tolist()
+    return milli_json_rows(milli(values))
+
+
+def milli(values: np.ndarray) -> np.ndarray:
+    """``values`` in whole thousandths (non-finite values as 0): int32 when they fit.
+
+    ``milli(x) / 1000`` is bit for bit ``np.round(x, 3)`` (numpy rounds as
+    ``rint(x * 1000) / 1000``), so forecasts travel to the rendering shards as int32, half
+    the bytes of float64. Float64 is kept for a -0.0 (an int has no sign for zero) and
+    for magnitudes past 2**31 thousandths.
+
+    >>> milli(np.array([1.23456, -2.0, np.inf])).tolist(), milli(np.array([-1e-4])).dtype
+    ([1235, -2000, 0], dtype('float64'))
+    """
+    k = np.rint(np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0) * 1000.0)
+    if np.abs(k).max(initial=0.0) < 2**31 and not (np.signbit(k) & (k == 0)).any():
+        return k.astype(np.int32)
+    return k
+
+
+def milli_json_rows(k: np.ndarray) -> list[str]:
+    """One JSON list per row of :func:`milli` values, in units again."""
     dumps = orjson.dumps
-    return [dumps(r).decode() for r in rows]
+    return [dumps(r).decode() for r in (k / 1000.0).tolist()]
 
 
 @dataclass(frozen=True)
@@ -56,19 +82,31 @@ class ForecastBlock:
 
     shard: int
     nodes: Mapping[str, list[str]]  # level -> node ids in this block
-    arrays: Mapping[str, list[np.ndarray]]  # level -> [mean, p10, p50, p90], rows = nodes
+    arrays: Mapping[str, list[np.ndarray]]  # level -> [mean, p10, p50, p90] in milli()
     actual: Mapping[str, np.ndarray]  # level -> last day's actual per node
     policy: Policy | None  # reorder policy of this block's sku_store nodes
     version: int
     model_version: str | int
     ttl_ms: int
 
+    def __reduce__(self) -> tuple[Callable[[bytes], ForecastBlock], tuple[bytes]]:
+        # A block crosses to its shard's worker, and Bytewax pickles what crosses twice (to
+        # size the message, then to write it): keep the first pickle for the second. A
+        # block is never changed once made (frozen). Protocol 5 writes the arrays' memory
+        # straight into the pickle instead of copying it through tobytes() first.
+        blob = self.__dict__.get("_blob")
+        if blob is None:
+            fields = tuple(getattr(self, f.name) for f in fields_of(self))
+            blob = pickle.dumps(fields, protocol=5)
+            object.__setattr__(self, "_blob", blob)
+        return (_block, (blob,))
+
     def writes(self) -> list[HashWrite]:
         """The ``forecast:<level>:<node>`` hashes of this block (docs/redis.md)."""
         out: list[HashWrite] = []
         version, model_version, ttl = self.version, self.model_version, self.ttl_ms
         for level, nodes in self.nodes.items():
-            mean, p10, p50, p90 = (json_rows(a) for a in self.arrays[level])
+            mean, p10, p50, p90 = (milli_json_rows(a) for a in self.arrays[level])
             actual = self.actual[level].tolist()
             bottom = level == "sku_store" and self.policy is not None
             if bottom and self.policy is not None:
@@ -93,6 +131,10 @@ class ForecastBlock:
         return out
 
 
+def _block(blob: bytes) -> ForecastBlock:
+    return ForecastBlock(*pickle.loads(blob))
+
+
 @dataclass(frozen=True)
 class Forecasts:
     """One closed day's coherent forecasts for every node of every level."""
@@ -108,11 +150,12 @@ class Forecasts:
     def blocks(self, n: int) -> list[ForecastBlock]:
         """``n`` blocks (node ``j`` in block ``j % n``); a block may be empty."""
         out = []
+        rounded = {level: [milli(a) for a in arrays] for level, arrays in self.arrays.items()}
         for s in range(n):
             nodes, arrays, actual = {}, {}, {}
             for level, names in self.nodes.items():
                 nodes[level] = names[s::n]
-                arrays[level] = [a[s::n] for a in self.arrays[level]]
+                arrays[level] = [a[s::n] for a in rounded[level]]
                 known = np.zeros(len(names))
                 got = self.actual[level][: len(names)]
                 known[: len(got)] = got
