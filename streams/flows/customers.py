@@ -38,7 +38,8 @@ from processors.shards import Shards
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import Packer, SequencedLogic, guarded
+from streams.flows.packets import Packer
+from streams.flows.sequenced import SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["ALL_FEATURES", "CustomerBook", "CustomerFlow", "CustomerSettings", "churn_report"]

@@ -35,7 +35,8 @@ from processors.shards import Shards
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import Out, Packer, SequencedLogic, guarded
+from streams.flows.packets import Packer
+from streams.flows.sequenced import Out, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["DemandEngine", "DemandFlow", "DemandSettings", "demand_report"]

@@ -40,7 +40,8 @@ from processors.supply_impact import Cover, CoverTracker, StoreCover, StoreMoves
 from processors.writes import HashWrite, RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.sequenced import Out, Packet, SequencedLogic, guarded
+from streams.flows.packets import CoverPacket, EventPacket, Packet
+from streams.flows.sequenced import Out, SequencedLogic, guarded
 from streams.settings import Settings
 
 __all__ = ["SupplyEngine", "SupplyFlow", "SupplySettings", "detection_scores", "supply_report"]
@@ -109,7 +110,7 @@ def _route(
             per_store.setdefault(v["store_id"], []).extend(moves)
         except Exception as exc:  # a malformed record must not stop the flow
             packet.append(failures.dead_letter(e, exc))
-    out: list[tuple[str, Any]] = [(key, Packet(packet))] if packet else []
+    out: list[tuple[str, Any]] = [(key, EventPacket(packet))] if packet else []
     out.extend(
         (shards.key_of(_COVER_STEP, store), StoreMoves(store, Packet(moves)))
         for store, moves in per_store.items()
@@ -142,7 +143,7 @@ class _CoverLogic(op.StatefulBatchLogic[Any, Any, bytes]):
             got = cover.apply(item.moves, self.alpha, self.idle_days)
             if got:
                 per_store.setdefault(item.store, []).extend(got)
-        out = [("covers", store, Packet(covers)) for store, covers in per_store.items()]
+        out = [("covers", store, CoverPacket(covers)) for store, covers in per_store.items()]
         return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
