@@ -24,7 +24,10 @@ e) ``live``: the flows tailing fresh topics while this process produces at half 
 The 2-process figure is reported two ways: the wall ratio, which a shared machine inflates
 (two processes win a bigger share of oversubscribed cores), and the CPU-bound ratio,
 1-process CPU / the busiest process's CPU, the best an idle 2-core machine could show; the
-target is judged on the latter.
+target is judged on the latter. With ``--repeat N`` it is also given as the median of the
+rounds' own ratios and as the cheapest 1-process run over the cheapest busier process
+(``speedup_cpu_bound_of_minima``): this VM's speed moves between runs, and a slow moment
+only adds CPU seconds.
 
 CPU seconds are the primary figure (the machine is shared: every figure carries the load
 average when it was taken). Results: benchmarks/results/e2e.json.
@@ -311,9 +314,16 @@ def _summary(results: dict[str, Any]) -> None:
         )
         results["cluster_cpu_over_single"] = round(c["cpu_s"] / b["cpu_s"], 3)
         results["same_work_cpu_ratio"] = _same_work_ratio(b, c)
-        if len(results.get("rounds", [])) > 1:  # the ratio taken within each round
-            ranked = sorted(r["speedup_cpu_bound"] for r in results["rounds"])
+        rounds = results.get("rounds", [])
+        if len(rounds) > 1:  # the ratio taken within each round
+            ranked = sorted(r["speedup_cpu_bound"] for r in rounds)
             results["speedup_cpu_bound_round_median"] = ranked[(len(ranked) - 1) // 2]
+            # A run's CPU seconds are its work at the speed the VM gave at the time, and a
+            # slower moment only ever adds seconds: the cheapest of N runs of each kind is
+            # the closest to the work itself, for 1 process and for the busier of 2 alike.
+            results["speedup_cpu_bound_of_minima"] = round(
+                min(r["bounded"] for r in rounds) / min(r["cluster2_busiest"] for r in rounds), 3
+            )
         targets["speedup_2_processes_cpu_bound >= 1.7"] = (
             results["speedup_2_processes_cpu_bound"] >= 1.7
         )
@@ -474,6 +484,10 @@ def _table(r: dict[str, Any]) -> None:
         print(f"2 processes / 1, wall:      {r['speedup_2_processes_wall']}  (shared machine)")
         print(f"  same work (decode), CPU in 2 processes / in 1: {r.get('same_work_cpu_ratio')}"
               "  (1.0: the machine ran as fast under both loads)")
+        if "speedup_cpu_bound_of_minima" in r:
+            print(f"  over {len(r['rounds'])} rounds: median of the rounds' ratios "
+                  f"{r['speedup_cpu_bound_round_median']}, cheapest 1-process run / cheapest "
+                  f"busier process {r['speedup_cpu_bound_of_minima']}")  # fmt: skip
         if "rounds" in r:
             print("  per round: " + ", ".join(
                 f"{g['speedup_cpu_bound']} (same work {g.get('same_work_cpu_ratio')})"
