@@ -45,7 +45,7 @@ class Event(_EventFields):
     A NamedTuple, not a frozen dataclass: it is built once per record read (and once per
     day of cover the supply flow sequences), and a frozen dataclass's ``__init__`` costs
     ~2.4 us against ~0.4 (eight ``object.__setattr__`` calls against one tuple). Crossing
-    processes it travels as a plain tuple (streams/flows/sequenced.py, ``Packet``).
+    processes it travels as a plain tuple (streams/flows/packets.py, ``EventPacket``).
 
     >>> import pickle
     >>> e = Event("orders", "k", {"event_time": 5}, 5, 1, "retailpulse.orders", 0, 9)

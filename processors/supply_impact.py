@@ -40,7 +40,7 @@ __all__ = ["Cover", "CoverTracker", "StoreCover", "StoreMoves", "impacted_pairs"
 class Cover(NamedTuple):
     """Estimated stock position of one pair at event time ``t``.
 
-    A NamedTuple: ~100k are made per month of simulated stores, and they cross from the
+    A NamedTuple: ~100k are made in the 30-day e2e benchmark run, and they cross from the
     cover shards to the supply engine's worker as plain tuples (``CoverPacket``,
     streams/flows/packets.py).
 
