@@ -25,10 +25,8 @@ True
 
 from __future__ import annotations
 
-import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import fields as fields_of
 
 import numpy as np
 import orjson
@@ -89,18 +87,6 @@ class ForecastBlock:
     model_version: str | int
     ttl_ms: int
 
-    def __reduce__(self) -> tuple[Callable[[bytes], ForecastBlock], tuple[bytes]]:
-        # A block crosses to its shard's worker, and Bytewax pickles what crosses twice (to
-        # size the message, then to write it): keep the first pickle for the second. A
-        # block is never changed once made (frozen). Protocol 5 writes the arrays' memory
-        # straight into the pickle instead of copying it through tobytes() first.
-        blob = self.__dict__.get("_blob")
-        if blob is None:
-            fields = tuple(getattr(self, f.name) for f in fields_of(self))
-            blob = pickle.dumps(fields, protocol=5)
-            object.__setattr__(self, "_blob", blob)
-        return (_block, (blob,))
-
     def writes(self) -> list[HashWrite]:
         """The ``forecast:<level>:<node>`` hashes of this block (docs/redis.md)."""
         out: list[HashWrite] = []
@@ -129,10 +115,6 @@ class ForecastBlock:
                     fields["lead_days"] = lead[j]
                 out.append(HashWrite("forecast", f"{level}:{node}", fields, version, ttl, _CHANNEL))
         return out
-
-
-def _block(blob: bytes) -> ForecastBlock:
-    return ForecastBlock(*pickle.loads(blob))
 
 
 @dataclass(frozen=True)

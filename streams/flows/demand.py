@@ -35,7 +35,7 @@ from processors.shards import Shards
 from processors.writes import RedisWrite
 from streams.dataflow import InputPartitions
 from streams.decode import EventDeadLetters, process_failures
-from streams.flows.packets import Packer
+from streams.flows.packets import Packer, Packet
 from streams.flows.sequenced import Out, SequencedLogic, guarded
 from streams.settings import Settings
 
@@ -93,24 +93,25 @@ class DemandFlow:
         return self.output
 
 
-class _RenderLogic(op.StatefulBatchLogic[ForecastBlock, RedisWrite, None]):
+class _RenderLogic(op.StatefulBatchLogic[Packet, RedisWrite, None]):
     """A shard's blocks -> forecast hashes; holds no state (nothing to snapshot)."""
 
-    def on_batch(self, values: list[ForecastBlock]) -> tuple[list[RedisWrite], bool]:
-        return [w for block in values for w in block.writes()], self.DISCARD
+    def on_batch(self, values: list[Packet]) -> tuple[list[RedisWrite], bool]:
+        return [w for packet in values for block in packet for w in block.writes()], self.DISCARD
 
     def snapshot(self) -> None:
         return None
 
 
 class _BlockKey:
-    """A block to the key of its shard."""
+    """A block to the key of its shard, in a one-block packet: a block crossing to another
+    process is then pickled once, not twice (streams/flows/packets.py)."""
 
     def __init__(self, keys: list[str]) -> None:
         self.keys = keys
 
-    def __call__(self, kv: tuple[str, Any]) -> tuple[str, ForecastBlock]:
-        return (self.keys[kv[1].shard], kv[1])
+    def __call__(self, kv: tuple[str, Any]) -> tuple[str, Packet]:
+        return (self.keys[kv[1].shard], Packet([kv[1]]))
 
 
 def _is_block(kv: tuple[str, Any]) -> bool:

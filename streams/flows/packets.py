@@ -28,7 +28,7 @@ class Packet(list[Any]):
     bytes for the second (a packet is not changed once sent). The blob is :mod:`marshal`
     when every item is a builtin value (str, int, float, tuple, list, dict, None, bytes):
     it writes and reads them ~1.4x faster than pickle (``benchmarks/bench_serde.py``,
-    ``packets``); anything else (a dead letter, say) falls back to pickle. Subclasses
+    ``packets``); anything else (a dead letter, a forecast block) falls back to pickle. Subclasses
     turn their items into builtin rows and back (:class:`EventPacket`). Both ends of a
     cluster run the same Python and package version (docs/scaling.md), which marshal
     needs. Within one process nothing is encoded and this costs nothing.
