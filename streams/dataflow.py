@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import bytewax.operators as op
@@ -43,6 +44,7 @@ from streams.settings import KafkaSettings, Settings
 __all__ = [
     "EXTENSION_STEP_IDS",
     "FLOW_ID",
+    "LIVE_FETCH_CONFIG",
     "STEP_IDS",
     "IngestFlow",
     "InputPartitions",
@@ -53,6 +55,12 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# fetch.wait.max.ms 50 (librdkafka: 500): a live fetch on a quiet partition returns within
+# 50 ms, not half a second (bench_e2e live: p50 173 -> 62 ms to Redis); settings.kafka.client
+# still overrides it. One consumer per worker (streams/kafka_source.py) keeps the broker's
+# cost of that short wait small. benchmarks/e2e_live.py's floor reads with the same.
+LIVE_FETCH_CONFIG: Mapping[str, str] = MappingProxyType({"fetch.wait.max.ms": "50"})
 
 FLOW_ID = "retailpulse"
 STEP_IDS = (
@@ -205,12 +213,8 @@ def build_flow(
             # An explicit offset 0 rather than OFFSET_BEGINNING: same meaning, but Tansu
             # answers it at once instead of after ~0.5 s per partition.
             starting_offset=0,
-            # fetch.wait.max.ms 50 (librdkafka: 500): a live fetch on a quiet partition
-            # returns within 50 ms, not half a second (bench_e2e live: p50 173 -> 62 ms
-            # to Redis); settings.kafka.client still overrides it. One consumer per worker
-            # (streams/kafka_source.py) keeps the broker's cost of that short wait small.
             add_config={
-                "fetch.wait.max.ms": "50",
+                **LIVE_FETCH_CONFIG,
                 **settings.kafka.client,
                 "auto.offset.reset": "earliest",
             },
