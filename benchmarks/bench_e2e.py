@@ -2,7 +2,8 @@
 
     python -m benchmarks.bench_e2e [--quick] [--days N] [--skip-profile] [--skip-live]
                                    [--only PART,...] [--live-rate R] [--producer-linger-ms MS]
-                                   [--repeat N] [--run KEY=VALUE ...] [--out NAME]
+                                   [--repeat N] [--run KEY=VALUE ...] [--kafka-client K=V ...]
+                                   [--out NAME]
 
 Starts the embedded Kafka (Tansu) and Redis (Valkey), creates the topics (``--partitions``
 each, default 6: a multiple of 1, 2 and 3 processes, docs/scaling.md), preloads a fixed
@@ -20,6 +21,11 @@ e) ``live``: the flows tailing fresh topics while this process produces at half 
    flow's defaults, once with the producer's ``linger.ms`` 5 (librdkafka's default) and
    once (``live_batched``) with ``--producer-linger-ms`` (20): fuller produce requests
    cost the co-located broker less CPU; the linger is inside the measured latency.
+   Each is followed by its floor (``live_floor``, ``live_batched_floor``,
+   benchmarks/e2e_floor.py): the same load read by a plain consumer that does nothing, the
+   latency this broker and producer allow any consumer on this machine. Each live figure
+   carries the CPU the flow, the broker, Redis and this process (producer, poller) used.
+   ``--kafka-client`` passes librdkafka settings to the live flow's clients.
 
 The 2-process figure is reported two ways: the wall ratio, which a shared machine inflates
 (two processes win a bigger share of oversubscribed cores), and the CPU-bound ratio,
@@ -173,7 +179,7 @@ def _live(
     try:
         # Warm-up: a few events, until they show in Redis (imports, Kafka assignment).
         warm = measure_latency(settings, events, rate=50, duration_s=3, drain_s=60)
-        load_before, srv0 = _load(), sum(_proc_cpu_s(p) for p in servers)
+        load_before, srv0 = _load(), [_proc_cpu_s(p) for p in servers]
         flow0, harness0 = _proc_cpu_s(proc.pid), time.process_time()
         warm_p50 = warm["latency_ms_p50"]
         print(
@@ -190,7 +196,10 @@ def _live(
             "flow_cpu_s": round(_proc_cpu_s(proc.pid) - flow0, 2),
             # This process: the producer loop and the Redis poller (benchmarks/e2e_live.py).
             "harness_cpu_s": round(time.process_time() - harness0, 2),
-            "servers_cpu_s": round(sum(_proc_cpu_s(p) for p in servers) - srv0, 2),
+            "servers_cpu_s": round(sum(_proc_cpu_s(p) for p in servers) - sum(srv0), 2),
+            # servers is [broker, Redis]: which of the two the producer's linger loads.
+            "broker_cpu_s": round(_proc_cpu_s(servers[0]) - srv0[0], 2),
+            "redis_cpu_s": round(_proc_cpu_s(servers[1]) - srv0[1], 2),
             "load_before": load_before,
             "load_after": _load(),
         }
@@ -202,6 +211,45 @@ def _live(
     finally:
         stop_pid(proc.pid, timeout=20)
         proc.wait(30)
+    return figures
+
+
+def _floor(
+    base: dict[str, Any],
+    sim_days: int,
+    rate: float,
+    duration: float,
+    client: dict[str, str],
+    servers: list[int],
+    linger_ms: int,
+) -> dict[str, Any]:
+    """The live load on fresh topics, read by a plain consumer with the flow's settings."""
+    from benchmarks.e2e_floor import measure_floor
+    from benchmarks.e2e_live import steady_mix
+    from streams.dataflow import LIVE_FETCH_CONFIG
+
+    prefix = f"e2efloor{uuid.uuid4().hex[:4]}."
+    overrides = {
+        **base,
+        "kafka": {**base["kafka"], "client": client},
+        "topics": {**base["topics"], "prefix": prefix, "dead_letter": prefix + "deadletter"},
+    }
+    settings = load_settings(env={}, overrides=overrides, use_embedded=False)
+    create_topics(settings.kafka, settings.topics)
+    sim = Simulator(SimulationConfig(seed=12, start_date=date(2025, 3, 1), days=sim_days))
+    config = {**settings.kafka.client_config(), **LIVE_FETCH_CONFIG, **client,
+              "auto.offset.reset": "earliest"}  # fmt: skip
+    srv0, harness0 = [_proc_cpu_s(p) for p in servers], time.process_time()
+    figures = measure_floor(
+        settings, steady_mix(sim.events(), seed=12), rate=rate, duration_s=duration,
+        consumer_config=config, linger_ms=linger_ms,
+    )  # fmt: skip
+    figures |= {
+        "harness_cpu_s": round(time.process_time() - harness0, 2),
+        "broker_cpu_s": round(_proc_cpu_s(servers[0]) - srv0[0], 2),
+    }
+    print(f"   floor (plain consumer, linger.ms {linger_ms}): p50 {figures['latency_ms_p50']} "
+          f"ms, p99 {figures['latency_ms_p99']} ms; broker {figures['broker_cpu_s']} CPU s")
     return figures
 
 
@@ -240,13 +288,15 @@ def _profile(base: dict[str, Any], tmp: Path, n: int, servers: list[int]) -> dic
     return prof
 
 
-def _run_settings(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """``--run KEY=VALUE`` pairs as ``run`` overrides (JSON values, else strings)."""
+def _run_settings(
+    pairs: list[str], parser: argparse.ArgumentParser, flag: str = "--run"
+) -> dict[str, Any]:
+    """``flag KEY=VALUE`` pairs as a dict (JSON values, else strings)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            parser.error(f"--run wants KEY=VALUE, not {pair!r}")
+            parser.error(f"{flag} wants KEY=VALUE, not {pair!r}")
         try:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
@@ -369,6 +419,14 @@ def main() -> None:
         "(repeatable; values are JSON, else strings)",
     )
     parser.add_argument(
+        "--kafka-client",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a librdkafka setting for the live flow's clients (kafka.client), e.g. "
+        "fetch.min.bytes=65536 (repeatable)",
+    )
+    parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of bounded/plain/cluster (median kept)"
     )
     parser.add_argument("--out", default="e2e", help="result name (benchmarks/results/NAME.json)")
@@ -377,6 +435,8 @@ def main() -> None:
     if unknown := parts - set(PARTS):
         parser.error(f"unknown parts {sorted(unknown)}; choose from {PARTS}")
     run_settings = _run_settings(args.run, parser)
+    client_pairs = _run_settings(args.kafka_client, parser, "--kafka-client")
+    live_client = {k: str(v) for k, v in client_pairs.items()}
     if args.gc_threshold >= 0:
         run_settings["gc_threshold"] = args.gc_threshold
     parts -= {"profile"} if args.skip_profile else set()
@@ -450,10 +510,14 @@ def main() -> None:
             results["profile"] = _profile(base, tmp, n, servers)
         if "live" in parts:
             rate = args.live_rate or results["bounded"]["events_per_s_wall"] / 2
-            results["live"] = _live(base, tmp, days, rate, live_s, {}, servers)
+            results["live"] = _live(base, tmp, days, rate, live_s, live_client, servers)
+            results["live_floor"] = _floor(base, days, rate, live_s, live_client, servers, 5)
             if args.producer_linger_ms > 0:
                 results["live_batched"] = _live(
-                    base, tmp, days, rate, live_s, {}, servers, args.producer_linger_ms
+                    base, tmp, days, rate, live_s, live_client, servers, args.producer_linger_ms
+                )
+                results["live_batched_floor"] = _floor(
+                    base, days, rate, live_s, live_client, servers, args.producer_linger_ms
                 )
     _summary(results)
     write_result(args.out, results)
@@ -517,6 +581,11 @@ def _table(r: dict[str, Any]) -> None:
             print(f"  customer score of each ORDER_PLACED ({lv['model_orders']:,} orders): "
                   f"p50 {lv['model_latency_ms_p50']} ms, "
                   f"p99 {lv['model_latency_ms_p99']} ms")  # fmt: skip
+            print(f"  CPU s: flow {lv['flow_cpu_s']}, broker {lv.get('broker_cpu_s')}, Redis "
+                  f"{lv.get('redis_cpu_s')}, producer + poller {lv['harness_cpu_s']}")  # fmt: skip
+            if (fl := r.get(f"{name}_floor")) is not None:
+                print(f"  floor (plain consumer, no flow): p50 {fl['latency_ms_p50']} ms, p99 "
+                      f"{fl['latency_ms_p99']} ms; broker {fl['broker_cpu_s']} CPU s")  # fmt: skip
     print(f"\ntargets: {r['targets']}")
 
 

@@ -30,7 +30,7 @@ import random
 import statistics
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import redis
@@ -41,7 +41,14 @@ from streams.registry import ManifestResolver, SchemaCatalog
 from streams.serde import AvroSerializer
 from streams.settings import Settings
 
-__all__ = ["measure_latency", "steady_mix"]
+__all__ = [
+    "measure_latency",
+    "new_producer",
+    "pct",
+    "plan_messages",
+    "send_planned",
+    "steady_mix",
+]
 
 _DAY_MS = 86_400_000
 
@@ -171,6 +178,85 @@ def _latencies(
     return out, after_ack, missing
 
 
+# One planned message: (send time, topic, value, key, customer followed or None, event ms).
+_Planned = tuple[float, str, bytes, bytes, str | None, int]
+# One acknowledged message: (planned time, topic, partition, offset, delivery report time).
+_Sent = tuple[float, str, int, int, float]
+
+
+def plan_messages(
+    settings: Settings, events: Iterable[Any], rate: float, duration_s: float, model_every: int
+) -> tuple[list[_Planned], float]:
+    """``rate * duration_s`` events serialized, each stamped with its planned send time."""
+    resolver = ManifestResolver(SchemaCatalog.load())
+    topics = settings.topics.input_topics()
+    serializers = {f: AvroSerializer(resolver, f) for f in topics}
+    wanted = max(1, int(rate * duration_s))
+    batch = [ev for _, ev in zip(range(wanted), events, strict=False)]
+    start_s = time.time() + 0.2 + wanted * 25e-6  # after serializing (~20 us per event)
+    plan: list[_Planned] = []
+    orders = 0
+    for i, ev in enumerate(batch):
+        due = start_s + i / rate
+        value = dict(ev.value)
+        value["event_time"] = int(due * 1000)
+        placed = ev.family == "orders" and value.get("event_type") == "ORDER_PLACED"
+        customer = None
+        if placed:
+            # Every model_every-th order is followed to its customer score: following all
+            # of them cost the poller one HGET per order in flight on every poll.
+            orders += 1
+            customer = value.get("customer_id") if orders % model_every == 0 else None
+        data = serializers[ev.family](value)
+        plan.append((due, topics[ev.family], data, ev.key.encode(), customer, value["event_time"]))
+    return plan, start_s
+
+
+def new_producer(settings: Settings, linger_ms: int) -> Producer:
+    return Producer(
+        {**settings.kafka.client_config(), "linger.ms": linger_ms, "acks": "all", "log_level": 0}
+    )
+
+
+def send_planned(
+    plan: list[_Planned],
+    start_s: float,
+    producer: Producer,
+    follow: Callable[[str, int, float], None] | None = None,
+) -> tuple[list[_Sent], float, float]:
+    """Produce each message at its planned time; (acknowledged, seconds taken, worst lag)."""
+    sent: list[_Sent] = []
+
+    def delivered(due: float) -> Any:
+        def cb(err: Any, msg: Any) -> None:
+            if err is None:
+                sent.append((due, msg.topic(), msg.partition(), msg.offset(), time.time()))
+
+        return cb
+
+    lag = 0.0  # how far behind its plan the producer fell, at worst
+    for due, topic, data, key, customer, event_ms in plan:
+        ahead = due - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+        else:
+            lag = max(lag, -ahead)
+        if customer and follow is not None:
+            follow(customer, event_ms, due)
+        producer.produce(topic, data, key=key, on_delivery=delivered(due))
+        producer.poll(0)
+    produced_s = time.time() - start_s
+    producer.flush(30)
+    return sent, produced_s, lag
+
+
+def pct(q: float, values: list[float]) -> float:
+    """The q-quantile of sorted seconds, in milliseconds (nan when empty)."""
+    if not values:
+        return float("nan")
+    return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
+
+
 def measure_latency(
     settings: Settings,
     events: Iterable[Any],
@@ -192,55 +278,11 @@ def measure_latency(
     omission), and the timed loop only calls ``produce``, so the benchmark's own Python
     (simulator, Avro) does not compete with the flow for the two cores while it is timed.
     """
-    resolver = ManifestResolver(SchemaCatalog.load())
-    topics = settings.topics.input_topics()
-    serializers = {f: AvroSerializer(resolver, f) for f in topics}
-    producer = Producer(
-        {**settings.kafka.client_config(), "linger.ms": linger_ms, "acks": "all", "log_level": 0}
-    )
-    wanted = max(1, int(rate * duration_s))
-    batch = [ev for _, ev in zip(range(wanted), events, strict=False)]
-    start_s = time.time() + 0.2 + wanted * 25e-6  # after serializing (~20 us per event)
-    plan: list[tuple[float, str, bytes, bytes, str | None, int]] = []
-    orders = 0
-    for i, ev in enumerate(batch):
-        due = start_s + i / rate
-        value = dict(ev.value)
-        value["event_time"] = int(due * 1000)
-        placed = ev.family == "orders" and value.get("event_type") == "ORDER_PLACED"
-        customer = None
-        if placed:
-            # Every model_every-th order is followed to its customer score: following all
-            # of them cost the poller one HGET per order in flight on every poll.
-            orders += 1
-            customer = value.get("customer_id") if orders % model_every == 0 else None
-        data = serializers[ev.family](value)
-        plan.append((due, topics[ev.family], data, ev.key.encode(), customer, value["event_time"]))
-    # (planned time, topic, partition, offset, delivery report time)
-    sent: list[tuple[float, str, int, int, float]] = []
-
-    def delivered(due: float) -> Any:
-        def cb(err: Any, msg: Any) -> None:
-            if err is None:
-                sent.append((due, msg.topic(), msg.partition(), msg.offset(), time.time()))
-
-        return cb
-
+    plan, start_s = plan_messages(settings, events, rate, duration_s, model_every)
+    producer = new_producer(settings, linger_ms)
     poller = _Poller(settings, poll_s)
     poller.start()
-    lag = 0.0  # how far behind its plan the producer fell, at worst
-    for due, topic, data, key, customer, event_ms in plan:
-        ahead = due - time.time()
-        if ahead > 0:
-            time.sleep(ahead)
-        else:
-            lag = max(lag, -ahead)
-        if customer:
-            poller.order_sent(customer, event_ms, due)
-        producer.produce(topic, data, key=key, on_delivery=delivered(due))
-        producer.poll(0)
-    produced_s = time.time() - start_s
-    producer.flush(30)
+    sent, produced_s, lag = send_planned(plan, start_s, producer, poller.order_sent)
     # Wait until everything sent is visible (or drain_s passes), then stop polling.
     # Every partition's highest sent offset, not only the last few sent: partitions are
     # consumed independently, so the last message sent is not the last one written.
@@ -263,12 +305,6 @@ def measure_latency(
     lat.sort()
     after_ack.sort()
     acked = sorted(t_ack - due for due, _, _, _, t_ack in sent)
-
-    def pct(q: float, values: list[float]) -> float:
-        if not values:
-            return float("nan")
-        return round(values[min(len(values) - 1, int(q * len(values)))] * 1000, 1)
-
     model = sorted(poller.model_latencies)
     return {
         "target_rate": round(rate, 1),
@@ -299,3 +335,4 @@ def measure_latency(
         "producer_max_lag_ms": round(lag * 1000, 1),
         "polls_with_changes": len(poller.samples),
     }
+
