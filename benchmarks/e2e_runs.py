@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from benchmarks.e2e_profile import attribute, top_functions
 from infra.processes import free_port, stop_pid
 from streams.kafka_io import create_topics
-from streams.settings import load_settings
+from streams.settings import Settings, load_settings
 from streams.simulator import SimulationConfig, Simulator
 
 __all__ = [
@@ -125,6 +126,30 @@ def run_cluster(base: dict[str, Any], tmp: Path, n: int, processes: int) -> dict
     }
 
 
+def _fresh_topics(
+    base: dict[str, Any], client: dict[str, str], tag: str
+) -> tuple[dict[str, Any], Settings]:
+    """Overrides and settings naming new topics (created here) and a new Redis prefix."""
+    prefix = f"{tag}{uuid.uuid4().hex[:4]}."
+    overrides = {
+        **base,
+        "kafka": {**base["kafka"], "client": client},
+        "topics": {**base["topics"], "prefix": prefix, "dead_letter": prefix + "deadletter"},
+        "redis": {**base["redis"], "key_prefix": f"{tag}{uuid.uuid4().hex[:4]}"},
+    }
+    settings = load_settings(env={}, overrides=overrides, use_embedded=False)
+    create_topics(settings.kafka, settings.topics)
+    return overrides, settings
+
+
+def _live_events(sim_days: int) -> Iterator[Any]:
+    """The live runs' events: their own seed and dates, shuffled within each day."""
+    from benchmarks.e2e_live import steady_mix
+
+    sim = Simulator(SimulationConfig(seed=12, start_date=date(2025, 3, 1), days=sim_days))
+    return steady_mix(sim.events(), seed=12)
+
+
 def run_live(
     base: dict[str, Any],
     tmp: Path,
@@ -135,19 +160,10 @@ def run_live(
     servers: list[int],
     linger_ms: int = 5,
 ) -> dict[str, Any]:
-    from benchmarks.e2e_live import measure_latency, steady_mix
+    from benchmarks.e2e_live import measure_latency
 
-    prefix = f"e2elive{uuid.uuid4().hex[:4]}."
-    overrides = {
-        **base,
-        "kafka": {**base["kafka"], "client": client},
-        "topics": {**base["topics"], "prefix": prefix, "dead_letter": prefix + "deadletter"},
-        "redis": {**base["redis"], "key_prefix": f"e2elv{uuid.uuid4().hex[:4]}"},
-    }
-    settings = load_settings(env={}, overrides=overrides, use_embedded=False)
-    create_topics(settings.kafka, settings.topics)
-    sim = Simulator(SimulationConfig(seed=12, start_date=date(2025, 3, 1), days=sim_days))
-    events = steady_mix(sim.events(), seed=12)
+    overrides, settings = _fresh_topics(base, client, "e2elive")
+    events = _live_events(sim_days)
     proc = start_worker("live", overrides, tmp)
     try:
         # Warm-up: a few events, until they show in Redis (imports, Kafka assignment).
@@ -198,23 +214,13 @@ def run_floor(
 ) -> dict[str, Any]:
     """The live load on fresh topics, read by a plain consumer with the flow's settings."""
     from benchmarks.e2e_floor import measure_floor
-    from benchmarks.e2e_live import steady_mix
-    from streams.dataflow import LIVE_FETCH_CONFIG
+    from streams.dataflow import consumer_overrides
 
-    prefix = f"e2efloor{uuid.uuid4().hex[:4]}."
-    overrides = {
-        **base,
-        "kafka": {**base["kafka"], "client": client},
-        "topics": {**base["topics"], "prefix": prefix, "dead_letter": prefix + "deadletter"},
-    }
-    settings = load_settings(env={}, overrides=overrides, use_embedded=False)
-    create_topics(settings.kafka, settings.topics)
-    sim = Simulator(SimulationConfig(seed=12, start_date=date(2025, 3, 1), days=sim_days))
-    config = {**settings.kafka.client_config(), **LIVE_FETCH_CONFIG, **client,
-              "auto.offset.reset": "earliest"}  # fmt: skip
+    _, settings = _fresh_topics(base, client, "e2efloor")
+    config = {**settings.kafka.client_config(), **consumer_overrides(settings.kafka)}
     srv0, harness0 = [proc_cpu_s(p) for p in servers], time.process_time()
     figures = measure_floor(
-        settings, steady_mix(sim.events(), seed=12), rate=rate, duration_s=duration,
+        settings, _live_events(sim_days), rate=rate, duration_s=duration,
         consumer_config=config, linger_ms=linger_ms,
     )  # fmt: skip
     figures |= {

@@ -49,6 +49,7 @@ __all__ = [
     "IngestFlow",
     "InputPartitions",
     "build_flow",
+    "consumer_overrides",
     "extension_errors",
     "input_partitions",
     "wait_for_topics",
@@ -59,8 +60,15 @@ log = logging.getLogger(__name__)
 # fetch.wait.max.ms 50 (librdkafka: 500): a live fetch on a quiet partition returns within
 # 50 ms, not half a second (bench_e2e live: p50 173 -> 62 ms to Redis); settings.kafka.client
 # still overrides it. One consumer per worker (streams/kafka_source.py) keeps the broker's
-# cost of that short wait small. benchmarks/e2e_live.py's floor reads with the same.
+# cost of that short wait small. benchmarks/e2e_floor.py's consumer reads with the same.
 LIVE_FETCH_CONFIG: Mapping[str, str] = MappingProxyType({"fetch.wait.max.ms": "50"})
+
+
+
+def consumer_overrides(kafka: KafkaSettings) -> dict[str, str]:
+    """What the flow's consumers set over librdkafka's defaults (the user's settings win)."""
+    return {**LIVE_FETCH_CONFIG, **kafka.client, "auto.offset.reset": "earliest"}
+
 
 FLOW_ID = "retailpulse"
 STEP_IDS = (
@@ -213,11 +221,7 @@ def build_flow(
             # An explicit offset 0 rather than OFFSET_BEGINNING: same meaning, but Tansu
             # answers it at once instead of after ~0.5 s per partition.
             starting_offset=0,
-            add_config={
-                **LIVE_FETCH_CONFIG,
-                **settings.kafka.client,
-                "auto.offset.reset": "earliest",
-            },
+            add_config=consumer_overrides(settings.kafka),
             batch_size=settings.run.batch_size,
             raise_on_errors=False,  # consumer errors come out as data; the decoder judges them
         )
